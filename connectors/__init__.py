@@ -1,0 +1,1 @@
+"""Adapters to the outside world: social networks (inbound and replies) and notifiers."""

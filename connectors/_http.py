@@ -1,0 +1,147 @@
+"""The one place that maps HTTP failures to carebox errors, and the shared retry/backoff policy."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+
+from carebox.errors import (
+    AuthenticationFailed,
+    ConnectorError,
+    ConnectorUnavailable,
+    RateLimited,
+    ReplyRejected,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_RETRY_AFTER = 60.0
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def parse_rate_reset(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds until an `x-rate-limit-reset` / `x-ratelimit-reset` epoch or ISO timestamp."""
+    if not value:
+        return None
+    now = now or datetime.now(UTC)
+    try:
+        return max(0.0, float(value) - now.timestamp())
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (datetime.fromisoformat(value.replace("Z", "+00:00")) - now).total_seconds())
+    except ValueError:
+        return None
+
+
+def error_for_status(connector: str, status: int, headers: Any, body: str = "") -> ConnectorError:
+    """The carebox error for a non-2xx answer."""
+    detail = f"HTTP {status}: {body[:200]}" if body else f"HTTP {status}"
+    if status == 429:
+        wait = parse_retry_after(headers.get("Retry-After"))
+        if wait is None:
+            wait = parse_rate_reset(headers.get("x-rate-limit-reset") or headers.get("x-ratelimit-reset"))
+        return RateLimited(connector, DEFAULT_RETRY_AFTER if wait is None else wait, detail)
+    if status in (401, 403):
+        return AuthenticationFailed(connector, detail)
+    if status >= 500 or status == 408:
+        return ConnectorUnavailable(connector, detail)
+    return ReplyRejected(connector, detail)
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    connector: str,
+    method: str,
+    url: str,
+    *,
+    timeout: float = 30.0,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """Send one request; return (decoded JSON body, response headers) or raise a carebox error."""
+    try:
+        async with session.request(
+            method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs
+        ) as resp:
+            body = await resp.read()
+            if resp.status >= 400:
+                raise error_for_status(connector, resp.status, resp.headers, body.decode("utf-8", "replace"))
+            if not body:
+                return None, resp.headers
+            try:
+                return orjson.loads(body), resp.headers
+            except orjson.JSONDecodeError as err:
+                raise ConnectorUnavailable(connector, "response is not valid JSON") from err
+    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        raise ConnectorUnavailable(connector, f"{type(err).__name__}: {err}") from err
+
+
+class Backoff:
+    """Exponential backoff with full jitter that honours a server's Retry-After."""
+
+    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        """Call after a success."""
+        self.attempt = 0
+
+    def delay(self, error: BaseException | None = None) -> float:
+        """Seconds to wait before the next attempt after `error`."""
+        self.attempt += 1
+        if isinstance(error, RateLimited):
+            return error.retry_after
+        return self._rng.uniform(0, min(self.cap, self.base * 2 ** min(self.attempt, 20)))
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `call`, retrying unavailability and rate limits; auth and rejections are raised at once."""
+    backoff = backoff or Backoff()
+    for attempt in range(1, attempts + 1):
+        try:
+            result = await call()
+        except (ConnectorUnavailable, RateLimited) as err:
+            if attempt == attempts:
+                raise
+            wait = backoff.delay(err)
+            log.info("%s; retrying in %.1fs (attempt %d/%d)", err, wait, attempt, attempts)
+            await sleep(wait)
+        else:
+            backoff.reset()
+            return result
+    raise AssertionError("unreachable")

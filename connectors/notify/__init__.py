@@ -1,0 +1,1 @@
+"""Notifiers: where ops and managers are told about incidents and SLA escalations."""
