@@ -1,0 +1,7 @@
+"""`python -m carebox` runs the command line."""
+
+import sys
+
+from carebox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""The SLA engine applied to stored conversations: plan clocks at ingest, measure them, show them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from carebox import sla
+from carebox.calendar import ALWAYS_OPEN, Calendar, business_seconds
+from carebox.pipeline import ClockPlan
+from carebox.ports import InboundMention
+
+FIRST = sla.TargetKind.FIRST_RESPONSE
+
+
+@dataclass(frozen=True, slots=True)
+class ClockView:
+    """What the inbox shows of a conversation's clocks at `now`."""
+
+    business_left_s: float | None
+    wall_waited_s: float | None
+    state: str
+
+
+def _facts(row: Mapping[str, Any]) -> sla.ConversationFacts:
+    tags = row.get("tags") or "[]"
+    return sla.ConversationFacts(
+        network=row["network"], account=row["account"], priority=row.get("priority") or "",
+        category=row.get("category") or "", language=row.get("language") or "",
+        tags=frozenset(orjson.loads(tags) if isinstance(tags, str) else tags),
+    )
+
+
+class ClockBook:
+    """Plans and measures SLA clocks for the pipeline and the inbox, from the configured policies."""
+
+    def __init__(self, settings: sla.SlaSettings) -> None:
+        self.settings = settings
+
+    def _calendar(self, policy_name: str | None) -> tuple[Calendar, sla.Target | None]:
+        try:
+            policy = self.settings.policy(policy_name or "")
+        except KeyError:
+            return ALWAYS_OPEN, None
+        target = policy.target(FIRST)
+        return (self.settings.calendar_for(target) if target else ALWAYS_OPEN), target
+
+    def start_first_response(self, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan | None:
+        """The first-response clock: business due on the policy's calendar, wall due on the customer's hour."""
+        policy = self.settings.match_policy(_facts(conversation))
+        target = policy.target(FIRST)
+        expectation = self.settings.expectation_target()
+        wall_due = started_at + timedelta(seconds=expectation.seconds)
+        if target is None:
+            return ClockPlan(FIRST.value, policy.name, "24/7", 1, started_at, wall_due, wall_due, None)
+        cal = self.settings.calendar_for(target)
+        state = sla.evaluate(sla.start_clock(target, policy.name, started_at, cal.version), self.settings.calendars, started_at)
+        return ClockPlan(FIRST.value, policy.name, cal.name, cal.version, started_at, state.business_due, wall_due, state.warn_at)
+
+    def elapsed(self, clock: Mapping[str, Any], end: datetime) -> tuple[float, float]:
+        """(business, wall) seconds from the clock's start to `end` (pauses come with the status workflow)."""
+        cal = self.settings.calendars.get(clock["calendar"], ALWAYS_OPEN)
+        if end <= clock["started_at"]:
+            return 0.0, 0.0
+        return business_seconds(cal, clock["started_at"], end), (end - clock["started_at"]).total_seconds()
+
+    def counts_as_response(self, mention: InboundMention) -> bool:
+        """Public replies count; private ones as configured; automated ones never."""
+        kind = sla.ReplyKind.AUTOMATED if mention.automated else (
+            sla.ReplyKind.PUBLIC if mention.public else sla.ReplyKind.PRIVATE)
+        return sla.counts_as_response(self.settings.response_rule(mention.network), kind, FIRST)
+
+    def view(self, conversation: Mapping[str, Any], now: datetime) -> ClockView:
+        """Business time left (negative when overdue) and the customer's wait on the wall clock."""
+        due = conversation.get("due_business")
+        waiting_since = conversation.get("last_inbound_at")
+        if due is None:
+            return ClockView(None, None, "answered")
+        cal, target = self._calendar(conversation.get("policy"))
+        left = business_seconds(cal, now, due) if now < due else -business_seconds(cal, due, now)
+        if now >= due and left == 0:
+            left = -1.0
+        waited = (now - waiting_since).total_seconds() if waiting_since else None
+        lead = target.warn_lead() if target else None
+        state = "breached" if left < 0 else "warning" if lead is not None and left <= lead else "running"
+        if state == "running" and conversation.get("due_wall") and now >= conversation["due_wall"]:
+            state = "late"  # within the contract, but past the hour the customer expects
+        return ClockView(left, waited, state)

@@ -1,0 +1,214 @@
+"""SQLModel tables: the stored shape of carebox's data. No logic beyond small properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the engine stores."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _at(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+def utcnow() -> datetime:
+    """Now, aware UTC (for defaults only; logic takes `now` as an argument)."""
+    return datetime.now(UTC)
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Identity(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("network", "external_user_id", name="uq_identity_network_user"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    network: str
+    external_user_id: str
+    handle: str = ""
+    display_name: str = ""
+    followers: int | None = None
+    verified: bool = False
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True)
+    display_name: str = ""
+    password_hash: str
+    role: str = "agent"
+    language: str = "en"
+    timezone: str = "Europe/Paris"
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (
+        sa.Index("ix_conversation_status_due", "status", "due_business"),
+        sa.Index("ix_conversation_thread", "network", "account", "customer_id", "last_inbound_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    network: str
+    account: str
+    source: str = ""
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    status: str = "open"
+    priority: str = "P3"
+    category: str = "other"
+    cluster_key: str | None = None
+    language: str | None = None
+    sentiment_open: float | None = None
+    sentiment_last: float | None = None
+    assignee_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    snippet: str = ""
+    public: bool = True
+    thread_key: str | None = None
+    policy: str | None = None
+    message_count: int = 0
+    tags: str = "[]"
+    incident_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    first_message_at: datetime | None = _at()
+    last_message_at: datetime | None = _at()
+    last_inbound_at: datetime | None = _at()
+    last_outbound_at: datetime | None = _at()
+    due_business: datetime | None = _at()
+    due_wall: datetime | None = _at()
+    first_response_at: datetime | None = _at()
+    resolved_at: datetime | None = _at()
+
+
+class Mention(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("network", "external_id", name="uq_mention_network_external"),
+        sa.Index("ix_mention_conversation_created", "conversation_id", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    network: str
+    external_id: str
+    account: str
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id")
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    direction: str = "in"
+    author_id: str = ""
+    author_handle: str = ""
+    author_name: str = ""
+    text: str = ""
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    in_reply_to: str | None = None
+    thread_key: str | None = None
+    language: str | None = None
+    polarity: float | None = None
+    category: str | None = None
+    cluster_key: str | None = None
+    priority: str | None = None
+    public: bool = True
+    followers: int | None = None
+    verified: bool = False
+    reposts: int = 0
+    is_repost: bool = False
+    automated: bool = False
+    url: str | None = None
+    sent_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    raw: str | None = None
+
+
+class SlaClock(SQLModel, table=True):
+    """One running or finished target clock of a conversation (first response, next response, resolution)."""
+
+    __table_args__ = (sa.Index("ix_slaclock_conversation", "conversation_id", "target"),)
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    target: str
+    policy: str
+    calendar: str
+    calendar_version: int = 1
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    business_due: datetime = Field(sa_type=UTCDateTime)
+    wall_due: datetime = Field(sa_type=UTCDateTime)
+    warn_at: datetime | None = _at()
+    state: str = "running"
+    paused_at: datetime | None = _at()
+    paused_s: float = 0.0
+    warned_at: datetime | None = _at()
+    breached_at: datetime | None = _at()
+    fulfilled_at: datetime | None = _at()
+    business_s: float | None = None
+    wall_s: float | None = None
+
+
+class SlaEvent(SQLModel, table=True):
+    """The log behind every SLA figure: activate, pause, resume, warn, breach, fulfil."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    clock_id: int | None = Field(default=None, foreign_key="slaclock.id")
+    target: str
+    kind: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    business_s: float | None = None
+    wall_s: float | None = None
+    business_due: datetime | None = _at()
+    wall_due: datetime | None = _at()
+    detail: str = ""
+
+
+class Note(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    user_id: int = Field(foreign_key="user.id")
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Cursor(SQLModel, table=True):
+    """Where a connector is in its source; committed with the mentions it covers."""
+
+    connector: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeadLetter(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    payload: str
+    reason: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    requeued_at: datetime | None = _at()
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    action: str
+    conversation_id: int | None = Field(default=None, index=True)
+    detail: str = ""

@@ -1,0 +1,191 @@
+"""The ingest hot path's SQL: batched lookups and Core writes, all inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carebox.models import Conversation, Cursor, Customer, DeadLetter, Identity, Mention, SlaClock, SlaEvent
+
+CHUNK = 500
+conversation_t: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
+mention_t: sa.Table = Mention.__table__  # type: ignore[attr-defined]
+customer_t: sa.Table = Customer.__table__  # type: ignore[attr-defined]
+identity_t: sa.Table = Identity.__table__  # type: ignore[attr-defined]
+clock_t: sa.Table = SlaClock.__table__  # type: ignore[attr-defined]
+event_t: sa.Table = SlaEvent.__table__  # type: ignore[attr-defined]
+cursor_t: sa.Table = Cursor.__table__  # type: ignore[attr-defined]
+dead_letter_t: sa.Table = DeadLetter.__table__  # type: ignore[attr-defined]
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def mention_conversations(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+    """Stored mentions among `keys` ((network, external_id)), mapped to their conversation id."""
+    by_network: dict[str, list[str]] = {}
+    for network, external_id in set(keys):
+        by_network.setdefault(network, []).append(external_id)
+    found: dict[tuple[str, str], int | None] = {}
+    for network, ids in by_network.items():
+        for chunk in _chunks(ids):
+            rows = await conn.execute(
+                sa.select(mention_t.c.external_id, mention_t.c.conversation_id).where(
+                    mention_t.c.network == network, mention_t.c.external_id.in_(chunk)
+                )
+            )
+            for external_id, conversation_id in rows:
+                found[(network, external_id)] = conversation_id
+    return found
+
+
+async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]], now: datetime) -> dict[tuple[str, str], int]:
+    """Customer ids for (network, external_user_id) identities, creating customers and identities as needed."""
+    wanted = {(p["network"], p["external_user_id"]): p for p in people}
+    found: dict[tuple[str, str], int] = {}
+    by_network: dict[str, list[str]] = {}
+    for network, user_id in wanted:
+        by_network.setdefault(network, []).append(user_id)
+    for network, ids in by_network.items():
+        for chunk in _chunks(ids):
+            rows = await conn.execute(
+                sa.select(identity_t.c.external_user_id, identity_t.c.customer_id, identity_t.c.id,
+                          identity_t.c.handle, identity_t.c.followers).where(
+                    identity_t.c.network == network, identity_t.c.external_user_id.in_(chunk)
+                )
+            )
+            for user_id, customer_id, identity_id, handle, followers in rows:
+                found[(network, user_id)] = customer_id
+                p = wanted[(network, user_id)]
+                if p["handle"] != handle or (p["followers"] is not None and p["followers"] != followers):
+                    await conn.execute(
+                        identity_t.update().where(identity_t.c.id == identity_id).values(
+                            handle=p["handle"], followers=p["followers"], verified=p["verified"]
+                        )
+                    )
+    missing = [p for key, p in wanted.items() if key not in found]
+    new_ids = await insert_returning_ids(
+        conn, customer_t, [{"display_name": p["display_name"] or p["handle"], "created_at": now} for p in missing]
+    )
+    for p, customer_id in zip(missing, new_ids, strict=True):
+        found[(p["network"], p["external_user_id"])] = customer_id
+    if missing:
+        await conn.execute(
+            identity_t.insert(),
+            [{**p, "customer_id": found[(p["network"], p["external_user_id"])]} for p in missing],
+        )
+    return found
+
+
+async def conversations_by_id(conn: AsyncConnection, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Conversation rows by id."""
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in await conn.execute(sa.select(conversation_t).where(conversation_t.c.id.in_(chunk))):
+            out[row.id] = dict(row._mapping)
+    return out
+
+
+async def latest_open_conversations(conn: AsyncConnection, customer_ids: Iterable[int]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The latest unresolved conversation per (network, account, customer id) for these customers."""
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows = await conn.execute(
+            sa.select(conversation_t)
+            .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.status != "resolved")
+            .order_by(conversation_t.c.last_message_at)
+        )
+        for row in rows:
+            out[(row.network, row.account, row.customer_id)] = dict(row._mapping)
+    return out
+
+
+async def recent_conversation_counts(conn: AsyncConnection, customer_ids: Iterable[int], since: datetime) -> dict[int, int]:
+    """How many conversations each customer opened since `since` (repeat contact)."""
+    out: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows = await conn.execute(
+            sa.select(conversation_t.c.customer_id, sa.func.count())
+            .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.first_message_at >= since)
+            .group_by(conversation_t.c.customer_id)
+        )
+        out.update({customer_id: n for customer_id, n in rows})
+    return out
+
+
+async def running_clocks(conn: AsyncConnection, conversation_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """Unfinished SLA clocks per conversation."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for chunk in _chunks(sorted(set(conversation_ids))):
+        rows = await conn.execute(
+            sa.select(clock_t).where(clock_t.c.conversation_id.in_(chunk), clock_t.c.fulfilled_at.is_(None))
+        )
+        for row in rows:
+            out.setdefault(row.conversation_id, []).append(dict(row._mapping))
+    return out
+
+
+async def insert_returning_ids(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert rows in batched statements; returns their ids in the order of `rows`."""
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return list((await conn.execute(stmt, list(rows))).scalars())
+    # SQLite cannot correlate an executemany's RETURNING rows; inside a write transaction (which
+    # holds the write lock from BEGIN IMMEDIATE) the next ids are ours to allocate.
+    first = ((await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar() or 0) + 1
+    ids = list(range(first, first + len(rows)))
+    await conn.execute(table.insert(), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    return ids
+
+
+async def update_by_id(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Update rows by their `id` key, one executemany per set of columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        cols = tuple(sorted(k for k in row if k != "id"))
+        by_columns.setdefault(cols, []).append({("b_" + k): v for k, v in row.items()})
+    for cols, params in by_columns.items():
+        stmt = table.update().where(table.c.id == sa.bindparam("b_id")).values(
+            {c: sa.bindparam("b_" + c) for c in cols}
+        )
+        await conn.execute(stmt, params)
+
+
+async def insert_mentions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert mentions, ignoring any already stored (unique network + external_id)."""
+    if rows:
+        stmt = _insert(conn, mention_t).on_conflict_do_nothing(index_elements=["network", "external_id"])
+        await conn.execute(stmt, list(rows))
+
+
+async def insert_rows(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Plain executemany insert."""
+    if rows:
+        await conn.execute(table.insert(), list(rows))
+
+
+async def save_cursors(conn: AsyncConnection, cursors: dict[str, str], now: datetime) -> None:
+    """Upsert each connector's cursor."""
+    for connector, value in cursors.items():
+        stmt = _insert(conn, cursor_t).values(connector=connector, value=value, updated_at=now)
+        await conn.execute(
+            stmt.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now})
+        )
+
+
+async def load_cursor(conn: AsyncConnection, connector: str) -> str | None:
+    """The committed cursor of a connector, or None."""
+    return (await conn.execute(sa.select(cursor_t.c.value).where(cursor_t.c.connector == connector))).scalar()

@@ -1,0 +1,1 @@
+"""The web inbox and JSON API (aiohttp + Jinja2)."""

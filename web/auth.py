@@ -1,0 +1,114 @@
+"""Login, logout, sessions, CSRF tokens and login throttling."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from carebox.store import queries
+from web.keys import engine_key, throttle_key, user_key
+
+log = logging.getLogger(__name__)
+HASHER = PasswordHasher()
+PUBLIC_PATHS = ("/login", "/healthz", "/metrics", "/static/", "/hooks/")
+MAX_FAILURES = 5
+LOCKOUT_S = 300.0
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash."""
+    return HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when `password` matches the stored argon2 hash."""
+    try:
+        return HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _throttled(app: web.Application, key: str, now: float) -> bool:
+    failures = [t for t in app[throttle_key].get(key, []) if now - t < LOCKOUT_S]
+    app[throttle_key][key] = failures
+    return len(failures) >= MAX_FAILURES
+
+
+async def csrf_token(request: web.Request) -> str:
+    """The session's CSRF token, created on first use."""
+    session = await get_session(request)
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every route needs a logged-in user except the public ones; state changes need the CSRF token."""
+    if request.path.startswith(PUBLIC_PATHS):
+        return await handler(request)
+    session = await get_session(request)
+    user_id = session.get("user_id")
+    user = await queries.user_by_id(request.app[engine_key], user_id) if user_id else None
+    if user is None or not user["active"]:
+        if request.method == "GET" and not request.path.startswith("/api/"):
+            raise web.HTTPSeeOther(f"/login?next={request.path_qs}" if request.path != "/" else "/login")
+        raise web.HTTPUnauthorized(text="login required")
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        form = await request.post()
+        sent = form.get("csrf") or request.headers.get("X-CSRF-Token")
+        if not sent or not secrets.compare_digest(str(sent), str(session.get("csrf", ""))):
+            raise web.HTTPForbidden(text="invalid or missing CSRF token; reload the page and try again")
+    request[user_key] = user
+    return await handler(request)
+
+
+@aiohttp_jinja2.template("login.html")
+async def login_form(request: web.Request) -> dict[str, Any]:
+    """The login page."""
+    return {"error": None, "next": request.query.get("next", "/"), "csrf": await csrf_token(request)}
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the password (argon2), throttle repeated failures, start a fresh session."""
+    form = await request.post()
+    session = await get_session(request)
+    username = str(form.get("username", "")).strip()
+    target = str(form.get("next", "/"))
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    context = {"next": target, "csrf": await csrf_token(request)}
+    if not secrets.compare_digest(str(form.get("csrf", "")), str(session.get("csrf", ""))):
+        context["error"] = "Your session expired; please try again."
+        return aiohttp_jinja2.render_template("login.html", request, context, status=403)
+    now = time.monotonic()
+    key = f"{username.lower()}|{request.remote}"
+    if _throttled(request.app, key, now):
+        context["error"] = "Too many failed attempts; wait a few minutes."
+        return aiohttp_jinja2.render_template("login.html", request, context, status=429)
+    user = await queries.user_by_name(request.app[engine_key], username)
+    if user is None or not user["active"] or not verify_password(user["password_hash"], str(form.get("password", ""))):
+        request.app[throttle_key].setdefault(key, []).append(now)
+        log.info("failed login for %r", username)
+        context["error"] = "Wrong user name or password."
+        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+    session = await new_session(request)
+    session["user_id"] = user["id"]
+    session["csrf"] = secrets.token_urlsafe(32)
+    raise web.HTTPSeeOther(target)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther("/login")
