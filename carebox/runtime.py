@@ -39,7 +39,7 @@ CONNECTORS: dict[str, str] = {
     "mastodon": "connectors.social.mastodon",
     "bluesky": "connectors.social.bluesky",
     "facebook": "connectors.social.facebook",
-    "instagram": "connectors.social.facebook",
+    "instagram": "connectors.social.instagram",
     "email": "connectors.social.email",
     "webhook": "connectors.social.webhook",
 }

@@ -1,0 +1,526 @@
+"""Bluesky (AT Protocol XRPC): mentions, replies and quotes from listNotifications; replies via createRecord."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from carebox.duration import parse_duration
+from carebox.errors import (
+    AuthenticationFailed,
+    BadPayload,
+    ConfigError,
+    ConnectorError,
+    ConnectorUnavailable,
+    RateLimited,
+    ReplyRejected,
+)
+from carebox.ports import (
+    Direction,
+    InboundMention,
+    IngestBatch,
+    MentionSink,
+    OutboundReply,
+    Rejected,
+    SentReply,
+)
+from connectors._http import Backoff, error_for_status, parse_rate_reset, with_retries
+
+log = logging.getLogger(__name__)
+
+NETWORK = "bluesky"
+POST_COLLECTION = "app.bsky.feed.post"
+MENTION_FEATURE = "app.bsky.richtext.facet#mention"
+REASONS = ("mention", "reply", "quote")
+PROFILES_PER_CALL = 25  # app.bsky.actor.getProfiles accepts at most 25 actors
+
+
+# ---------------------------------------------------------------- pure parsing
+
+
+def parse_datetime(value: Any, field: str) -> datetime:
+    """An aware UTC datetime from an AT Protocol datetime string; BadPayload otherwise."""
+    if not isinstance(value, str) or not value:
+        raise BadPayload(f"{field} missing or not text")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as err:
+        raise BadPayload(f"{field} is not an ISO 8601 datetime: {value[:40]!r}") from err
+    if parsed.tzinfo is None:
+        raise BadPayload(f"{field} has no time zone: {value[:40]!r}")
+    return parsed.astimezone(UTC)
+
+
+def post_url(web_url: str, author: str, uri: str) -> str:
+    """The bsky.app link of a post from its at:// URI and its author's handle or DID."""
+    return f"{web_url.rstrip('/')}/profile/{author}/post/{uri.rsplit('/', 1)[-1]}"
+
+
+def _ref_uri(reply: Any, which: str) -> str | None:
+    ref = reply.get(which) if isinstance(reply, Mapping) else None
+    uri = ref.get("uri") if isinstance(ref, Mapping) else None
+    return uri if isinstance(uri, str) and uri else None
+
+
+def parse_notification(
+    note: Any, *, account: str, brand_did: str | None = None, web_url: str = "https://bsky.app"
+) -> InboundMention:
+    """An InboundMention from one listNotifications item (reason mention, reply or quote)."""
+    if not isinstance(note, Mapping):
+        raise BadPayload("a notification must be a JSON object")
+    uri, author, record = note.get("uri"), note.get("author"), note.get("record")
+    if not isinstance(uri, str) or not uri.startswith("at://"):
+        raise BadPayload("notification has no at:// uri")
+    if not isinstance(author, Mapping) or not isinstance(author.get("did"), str):
+        raise BadPayload("notification has no author did")
+    if not isinstance(record, Mapping) or record.get("$type") != POST_COLLECTION:
+        raise BadPayload(f"notification record is not an {POST_COLLECTION}")
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise BadPayload("post record has no text")
+    try:
+        created_at = parse_datetime(record.get("createdAt"), "record.createdAt")
+    except BadPayload:
+        created_at = parse_datetime(note.get("indexedAt"), "indexedAt")
+    did = author["did"]
+    handle: str = author["handle"] if isinstance(author.get("handle"), str) else did
+    reply = record.get("reply")
+    langs = record.get("langs")
+    verification = author.get("verification")
+    return InboundMention(
+        network=NETWORK,
+        account=account,
+        external_id=uri,
+        author_id=did,
+        author_handle=handle,
+        author_name=author["displayName"] if isinstance(author.get("displayName"), str) else "",
+        text=text,
+        created_at=created_at,
+        direction=Direction.OUTBOUND if brand_did and did == brand_did else Direction.INBOUND,
+        in_reply_to=_ref_uri(reply, "parent"),
+        thread_key=_ref_uri(reply, "root") or uri,
+        verified=isinstance(verification, Mapping) and verification.get("verifiedStatus") == "valid",
+        lang_hint=langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None,
+        url=post_url(web_url, handle, uri),
+        raw=dict(note),
+    )
+
+
+def with_profiles(mentions: Iterable[InboundMention], profiles: Iterable[Any]) -> list[InboundMention]:
+    """The mentions with followers/verified taken from getProfiles' profileViewDetailed items."""
+    by_did = {p["did"]: p for p in profiles if isinstance(p, Mapping) and isinstance(p.get("did"), str)}
+    out = []
+    for m in mentions:
+        p = by_did.get(m.author_id)
+        if p is None:
+            out.append(m)
+            continue
+        followers = p.get("followersCount")
+        verification = p.get("verification")
+        out.append(
+            dataclasses.replace(
+                m,
+                followers=followers if isinstance(followers, int) and not isinstance(followers, bool) else None,
+                verified=m.verified
+                or (isinstance(verification, Mapping) and verification.get("verifiedStatus") == "valid"),
+            )
+        )
+    return out
+
+
+def mention_facets(text: str, handle: str, did: str) -> list[dict[str, Any]]:
+    """Mention facets for every `@handle` in `text`, indexed in UTF-8 bytes as the lexicon requires."""
+    if not handle or not did:
+        return []
+    data, needle = text.encode("utf-8"), f"@{handle}".encode()
+    facets, start = [], data.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        nxt = data[end : end + 1]
+        if not nxt or not (nxt.isalnum() or nxt in b".-_"):
+            facets.append(
+                {"index": {"byteStart": start, "byteEnd": end}, "features": [{"$type": MENTION_FEATURE, "did": did}]}
+            )
+        start = data.find(needle, end)
+    return facets
+
+
+def build_reply_record(
+    text: str, parent: Mapping[str, Any], *, customer_handle: str, customer_did: str, created_at: datetime
+) -> dict[str, Any]:
+    """The app.bsky.feed.post record replying to `parent` (a getPosts postView), with root and parent refs."""
+    parent_ref = {"uri": parent["uri"], "cid": parent["cid"]}
+    root = parent.get("record", {}).get("reply", {}).get("root") if isinstance(parent.get("record"), Mapping) else None
+    root_ref = (
+        {"uri": root["uri"], "cid": root["cid"]}
+        if isinstance(root, Mapping) and isinstance(root.get("uri"), str) and isinstance(root.get("cid"), str)
+        else parent_ref
+    )
+    record: dict[str, Any] = {
+        "$type": POST_COLLECTION,
+        "text": text,
+        "createdAt": created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reply": {"root": root_ref, "parent": parent_ref},
+    }
+    facets = mention_facets(text, customer_handle, customer_did)
+    if facets:
+        record["facets"] = facets
+    return record
+
+
+# ---------------------------------------------------------------- cursor
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, frozenset[str]] | None:
+    """(newest indexedAt read, URIs read at that instant) from carebox's cursor text; None when absent or bad."""
+    if not cursor:
+        return None
+    try:
+        obj = orjson.loads(cursor)
+        return parse_datetime(obj["t"], "cursor.t"), frozenset(obj.get("u", ()))
+    except (orjson.JSONDecodeError, BadPayload, KeyError, TypeError) as err:
+        log.warning("ignoring unreadable bluesky cursor %r: %s", cursor[:80], err)
+        return None
+
+
+def encode_cursor(newest: datetime, uris: Iterable[str]) -> str:
+    """The cursor text for the newest indexedAt read and the URIs read at that instant."""
+    t = newest.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return orjson.dumps({"t": t, "u": sorted(uris)}).decode()
+
+
+def advance_cursor(
+    state: tuple[datetime, frozenset[str]] | None, notes: Sequence[Mapping[str, Any]]
+) -> tuple[datetime, frozenset[str]] | None:
+    """The cursor state after reading `notes` (their indexedAt must parse)."""
+    newest, uris = state if state else (None, frozenset())
+    for n in notes:
+        at = parse_datetime(n.get("indexedAt"), "indexedAt")
+        if newest is None or at > newest:
+            newest, uris = at, frozenset({n["uri"]})
+        elif at == newest:
+            uris = uris | {n["uri"]}
+    return (newest, uris) if newest is not None else None
+
+
+# ---------------------------------------------------------------- connector
+
+
+class _TokenExpired(ConnectorError):
+    """The access token has expired (XRPC error ExpiredToken): refresh and retry."""
+
+
+def xrpc_error(body: bytes) -> str | None:
+    """The `error` name of an XRPC error body, or None."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return obj.get("error") if isinstance(obj, dict) and isinstance(obj.get("error"), str) else None
+
+
+class BlueskyConnector:
+    """Polls listNotifications for one Bluesky account and publishes replies as posts."""
+
+    network = NETWORK
+
+    def __init__(
+        self,
+        options: BlueskyOptions,
+        password: str,
+        *,
+        session: aiohttp.ClientSession,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.options = options
+        self.name = options.name
+        self.account = options.account
+        self._password = password
+        self._http = session
+        self._sleep = sleep
+        self._backoff = backoff or Backoff()
+        self._access: str | None = None
+        self._refresh_jwt: str | None = None
+        self.did: str | None = None
+        self.last_error: str | None = None
+        self.last_ok_at: datetime | None = None
+        self._undated: set[str] = set()
+
+    async def _call(
+        self, method: str, nsid: str, *, params: Any = None, body: Any = None, token: str | None = None
+    ) -> Any:
+        url = f"{self.options.service_url}/xrpc/{nsid}"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            async with self._http.request(
+                method, url, params=params, json=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+            ) as resp:
+                raw, status, resp_headers = await resp.read(), resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ConnectorUnavailable(self.name, f"{type(err).__name__}: {err}") from err
+        if status >= 400:
+            if token and status in (400, 401) and xrpc_error(raw) == "ExpiredToken":
+                raise _TokenExpired(self.name, "access token expired")
+            if status == 429 and not resp_headers.get("Retry-After"):
+                wait = parse_rate_reset(resp_headers.get("ratelimit-reset"))  # Bluesky's header has no x- prefix
+                if wait is not None:
+                    raise RateLimited(self.name, wait, f"HTTP 429, ratelimit-reset in {wait:.0f}s")
+            raise error_for_status(self.name, status, resp_headers, raw.decode("utf-8", "replace"))
+        try:
+            return orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError as err:
+            raise ConnectorUnavailable(self.name, "response is not valid JSON") from err
+
+    def _set_session(self, data: Any) -> None:
+        try:
+            self._access, self._refresh_jwt, self.did = data["accessJwt"], data["refreshJwt"], data["did"]
+        except (KeyError, TypeError) as err:
+            raise ConnectorUnavailable(self.name, "session answer lacks accessJwt/refreshJwt/did") from err
+
+    async def _login(self) -> None:
+        body = {"identifier": self.options.identifier, "password": self._password}
+        self._set_session(await self._call("POST", "com.atproto.server.createSession", body=body))
+        log.info("bluesky %s: session created for %s", self.name, self.did)
+
+    async def _refresh(self) -> None:
+        if self._refresh_jwt:
+            try:
+                self._set_session(
+                    await self._call("POST", "com.atproto.server.refreshSession", token=self._refresh_jwt)
+                )
+                log.debug("bluesky %s: session refreshed", self.name)
+                return
+            except (_TokenExpired, AuthenticationFailed, ReplyRejected) as err:
+                log.info("bluesky %s: refresh refused (%s), logging in again", self.name, err)
+        await self._login()
+
+    async def xrpc(self, method: str, nsid: str, *, params: Any = None, body: Any = None) -> Any:
+        """An authenticated XRPC call; the session is created on first use and refreshed once on ExpiredToken."""
+        if self._access is None:
+            await self._login()
+        try:
+            return await self._call(method, nsid, params=params, body=body, token=self._access)
+        except _TokenExpired:
+            await self._refresh()
+        try:
+            return await self._call(method, nsid, params=params, body=body, token=self._access)
+        except _TokenExpired as err:
+            raise AuthenticationFailed(self.name, "token still expired after refresh") from err
+
+    async def fetch_new(
+        self, state: tuple[datetime, frozenset[str]] | None
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Rejected]]:
+        """(every notification newer than `state`, the wanted ones oldest first, rejects), paging back."""
+        opts = self.options
+        seen: list[Mapping[str, Any]] = []
+        rejected: list[Rejected] = []
+        page_cursor: str | None = None
+        for page in range(opts.max_pages):
+            params = [("limit", str(opts.page_limit))] + [("reasons", r) for r in opts.reasons]
+            if page_cursor:
+                params.append(("cursor", page_cursor))
+            data = await self.xrpc("GET", "app.bsky.notification.listNotifications", params=params)
+            notes = data.get("notifications") if isinstance(data, Mapping) else None
+            if not isinstance(notes, list):
+                raise ConnectorUnavailable(self.name, "listNotifications answer has no notifications list")
+            reached = False
+            for n in notes:
+                try:
+                    if not isinstance(n, Mapping) or not isinstance(n.get("uri"), str):
+                        raise BadPayload("notification is not an object with a uri")
+                    at = parse_datetime(n.get("indexedAt"), "indexedAt")
+                except BadPayload as err:
+                    payload = orjson.dumps(n, default=str).decode()
+                    if payload not in self._undated:  # cannot be placed before or after the cursor
+                        self._undated.add(payload)
+                        rejected.append(Rejected(self.name, payload, err.reason))
+                    continue
+                if state and at < state[0]:
+                    reached = True
+                    break
+                if not (state and at == state[0] and n["uri"] in state[1]):
+                    seen.append(n)
+            page_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) else None
+            if reached or not page_cursor or not notes or state is None:
+                break
+            if page == opts.max_pages - 1:
+                log.warning("bluesky %s: more than %d pages of new notifications; older ones skipped",
+                            self.name, opts.max_pages)
+        wanted = [n for n in reversed(seen) if n.get("reason") in opts.reasons]
+        return seen, wanted, rejected
+
+    async def _with_followers(self, mentions: list[InboundMention]) -> list[InboundMention]:
+        dids = list(dict.fromkeys(m.author_id for m in mentions))
+        profiles: list[Any] = []
+        try:
+            for i in range(0, len(dids), PROFILES_PER_CALL):
+                params = [("actors", d) for d in dids[i : i + PROFILES_PER_CALL]]
+                data = await self.xrpc("GET", "app.bsky.actor.getProfiles", params=params)
+                found = data.get("profiles") if isinstance(data, Mapping) else None
+                profiles.extend(found if isinstance(found, list) else ())
+        except (ConnectorUnavailable, RateLimited, ReplyRejected) as err:
+            log.warning("bluesky %s: profiles unavailable, followers left unknown: %s", self.name, err)
+        return with_profiles(mentions, profiles)
+
+    async def poll_once(
+        self, state: tuple[datetime, frozenset[str]] | None
+    ) -> tuple[IngestBatch | None, tuple[datetime, frozenset[str]] | None]:
+        """One poll: the batch to hand over (None when nothing changed) and the new cursor state."""
+        seen, wanted, rejected = await self.fetch_new(state)
+        mentions: list[InboundMention] = []
+        for n in wanted:
+            try:
+                mentions.append(
+                    parse_notification(n, account=self.account, brand_did=self.did, web_url=self.options.web_url)
+                )
+            except BadPayload as err:
+                rejected.append(Rejected(self.name, orjson.dumps(n, default=str).decode(), err.reason))
+        if mentions and self.options.fetch_profiles:
+            mentions = await self._with_followers(mentions)
+        new_state = advance_cursor(state, seen)
+        if not mentions and not rejected and new_state == state:
+            return None, state
+        cursor = encode_cursor(*new_state) if new_state else None
+        return IngestBatch(self.name, tuple(mentions), tuple(rejected), cursor), new_state
+
+    def _mark_error(self, err: BaseException) -> None:
+        if self.last_error is None:
+            log.warning("bluesky %s unavailable: %s", self.name, err)
+        self.last_error = str(err)
+
+    def _mark_ok(self) -> None:
+        if self.last_error is not None:
+            log.info("bluesky %s back", self.name)
+        self.last_error = None
+        self.last_ok_at = datetime.now(UTC)
+
+    async def run(self, sink: MentionSink, cursor: str | None) -> None:
+        """Poll notifications from `cursor` on until cancelled; AuthenticationFailed ends the loop."""
+        state = decode_cursor(cursor)
+        while True:
+            try:
+                batch, state = await self.poll_once(state)
+            except AuthenticationFailed as err:
+                self._mark_error(err)
+                log.error("bluesky %s needs credentials: %s", self.name, err)
+                raise
+            except (ConnectorUnavailable, RateLimited) as err:
+                self._mark_error(err)
+                await self._sleep(self._backoff.delay(err))
+                continue
+            if batch is not None:
+                await sink.put(batch)
+            self._mark_ok()
+            self._backoff.reset()
+            await self._sleep(self.options.poll_interval)
+
+    async def send_reply(self, reply: OutboundReply) -> SentReply:
+        """Post `reply` in the thread of the post it answers (reply.root and reply.parent strong refs)."""
+        if not reply.public:
+            raise ReplyRejected(self.name, "Bluesky direct messages are not supported")
+        data = await with_retries(
+            lambda: self.xrpc("GET", "app.bsky.feed.getPosts", params=[("uris", reply.in_reply_to)]),
+            attempts=3, backoff=self._backoff, sleep=self._sleep,
+        )
+        posts = data.get("posts") if isinstance(data, Mapping) else None
+        parent = posts[0] if isinstance(posts, list) and posts else None
+        if not isinstance(parent, Mapping) or not isinstance(parent.get("cid"), str):
+            raise ReplyRejected(self.name, f"post {reply.in_reply_to} not found")
+        author: Mapping[str, Any] = parent["author"] if isinstance(parent.get("author"), Mapping) else {}
+        now = datetime.now(UTC)
+        record = build_reply_record(
+            reply.text, parent, created_at=now,
+            customer_handle=reply.customer_handle.lstrip("@") or author.get("handle", ""),
+            customer_did=reply.customer_id if reply.customer_id.startswith("did:") else author.get("did", ""),
+        )
+        body = {"repo": self.did, "collection": POST_COLLECTION, "record": record}
+        out = await self.xrpc("POST", "com.atproto.repo.createRecord", body=body)  # not retried: not idempotent
+        if not isinstance(out, Mapping) or not isinstance(out.get("uri"), str):
+            raise ConnectorUnavailable(self.name, "createRecord answer has no uri")
+        self._mark_ok()
+        return SentReply(out["uri"], now, post_url(self.options.web_url, self.account, out["uri"]), dict(out))
+
+
+# ---------------------------------------------------------------- options
+
+
+@dataclass(frozen=True, slots=True)
+class BlueskyOptions:
+    """One `[[connectors]]` entry of type "bluesky"."""
+
+    name: str
+    account: str
+    identifier: str
+    password_env: str
+    service_url: str = "https://bsky.social"
+    web_url: str = "https://bsky.app"
+    poll_interval: float = 30.0
+    reasons: tuple[str, ...] = REASONS
+    page_limit: int = 50
+    max_pages: int = 10
+    fetch_profiles: bool = True
+    timeout: float = 30.0
+
+
+def _str(options: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = options.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}", "a non-empty string")
+    return value.strip()
+
+
+def _int(options: Mapping[str, Any], key: str, where: str, default: int, lo: int, hi: int) -> int:
+    value = options.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}", f"an integer from {lo} to {hi}")
+    return value
+
+
+def parse_options(options: Mapping[str, Any], key: str) -> BlueskyOptions:
+    """BlueskyOptions from a `[[connectors]]` table; `key` is "connectors.<name>"; ConfigError when bad."""
+    account = _str(options, "account", key).lstrip("@")
+    reasons = options.get("reasons", list(REASONS))
+    if not isinstance(reasons, list) or not reasons or any(r not in REASONS for r in reasons):
+        raise ConfigError(f"{key}.reasons", f"a non-empty list drawn from {list(REASONS)}")
+    fetch_profiles = options.get("fetch_profiles", True)
+    if not isinstance(fetch_profiles, bool):
+        raise ConfigError(f"{key}.fetch_profiles", "true or false")
+    for url_key in ("service_url", "web_url"):
+        if url_key in options and not str(options[url_key]).startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.{url_key}", "an http(s) URL")
+    return BlueskyOptions(
+        name=_str(options, "name", key),
+        account=account,
+        identifier=_str(options, "identifier", key, account),
+        password_env=_str(options, "app_password_env", key),
+        service_url=_str(options, "service_url", key, "https://bsky.social").rstrip("/"),
+        web_url=_str(options, "web_url", key, "https://bsky.app").rstrip("/"),
+        poll_interval=parse_duration(options.get("poll_interval", "30s"), f"{key}.poll_interval"),
+        reasons=tuple(reasons),
+        page_limit=_int(options, "page_limit", key, 50, 1, 100),
+        max_pages=_int(options, "max_pages", key, 10, 1, 1000),
+        fetch_profiles=fetch_profiles,
+        timeout=parse_duration(options.get("timeout", "30s"), f"{key}.timeout"),
+    )
+
+
+def from_config(
+    name: str, options: Mapping[str, Any], *, session: aiohttp.ClientSession, environ: Mapping[str, str]
+) -> BlueskyConnector:
+    """A BlueskyConnector for one `[[connectors]]` entry; the app password is read from `environ`."""
+    opts = parse_options({**options, "name": name}, f"connectors.{name}")
+    password = environ.get(opts.password_env)
+    if not password:
+        raise ConfigError(f"connectors.{name}.app_password_env", f"environment variable {opts.password_env} set")
+    return BlueskyConnector(opts, password, session=session)
+

@@ -1,0 +1,545 @@
+"""Facebook Pages via Graph API webhooks (feed comments, posts, page mentions, Messenger) and Graph replies.
+
+Instagram shares the webhook and reply machinery here; its payload parsers live in `instagram.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from carebox.duration import parse_duration
+from carebox.errors import (
+    AuthenticationFailed,
+    BadPayload,
+    ConfigError,
+    ConnectorError,
+    ConnectorUnavailable,
+    RateLimited,
+    ReplyRejected,
+)
+from carebox.ports import (
+    Direction,
+    InboundMention,
+    IngestBatch,
+    MentionSink,
+    OutboundReply,
+    Rejected,
+    SentReply,
+)
+from connectors._http import error_for_status, with_retries
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+FEED_ITEMS = {"comment", "post", "status", "photo", "video", "share"}
+# Graph API error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling)
+AUTH_CODES = {102, 190, 10} | set(range(200, 300))
+RATE_CODES = {4, 17, 32, 613, 80001, 80002, 80004, 80005, 80006}
+TRANSIENT_CODES = {1, 2}
+OUTSIDE_WINDOW_SUBCODE = 2018278  # Send API: the 24-hour messaging window is closed
+GRAPH_RATE_WAIT = 60.0
+
+# ---------------------------------------------------------------- pure webhook helpers
+
+
+def verify_signature(app_secret: str, header: str | None, body: bytes) -> bool:
+    """True when `header` is "sha256=<hex HMAC-SHA256 of body keyed by the app secret>"."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+
+
+def handshake(query: Mapping[str, str], verify_token: str) -> str | None:
+    """The hub.challenge to echo when the subscription request carries our verify token, else None."""
+    if query.get("hub.mode") != "subscribe":
+        return None
+    if not hmac.compare_digest(query.get("hub.verify_token", "").encode(), verify_token.encode()):
+        return None
+    return query.get("hub.challenge")
+
+
+def epoch_time(value: Any, field: str) -> datetime:
+    """Aware UTC from Graph epoch seconds or milliseconds (or ISO 8601 text); BadPayload otherwise."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
+        except ValueError:
+            value = int(value) if value.isdigit() else None
+        else:
+            if parsed.tzinfo is None:
+                raise BadPayload(f"{field} has no time zone")
+            return parsed.astimezone(UTC)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise BadPayload(f"{field} missing or not a timestamp")
+    seconds = value / 1000 if value > 100_000_000_000 else value  # messaging timestamps are milliseconds
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as err:
+        raise BadPayload(f"{field} out of range") from err
+
+
+def _id(obj: Any, key: str, what: str) -> str:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise BadPayload(f"{what} has no {key}")
+    return value
+
+
+def _text_of(obj: Any, key: str) -> str:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def _opt_id(obj: Any, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) and value != "" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a parser needs besides the payload: who we are and when the entry was sent."""
+
+    network: str
+    account: str
+    own_id: str
+    entry_time: Any = None
+
+
+# ---------------------------------------------------------------- Facebook parsers
+
+
+def parse_feed_change(value: Any, ctx: Context) -> InboundMention | None:
+    """A mention from a page `feed` change (comment or visitor post); None for events that are not one."""
+    if not isinstance(value, Mapping):
+        raise BadPayload("feed change value is not an object")
+    item, verb = value.get("item"), value.get("verb")
+    if item not in FEED_ITEMS or verb not in ("add", "edited"):
+        return None  # reactions, likes, removals, hides: nothing to answer
+    sender = value.get("from")
+    author_id = _id(sender, "id", "feed change 'from'")
+    post_id = _id(value, "post_id", "feed change")
+    if item != "comment" and author_id == ctx.own_id:
+        return None  # the page's own broadcast posts are not conversations
+    external_id = _id(value, "comment_id", "comment") if item == "comment" else post_id
+    name = _text_of(sender, "name")
+    post = value.get("post")
+    permalink = post.get("permalink_url") if isinstance(post, Mapping) else None
+    message = value.get("message", "")
+    return InboundMention(
+        network=ctx.network,
+        account=ctx.account,
+        external_id=external_id,
+        author_id=author_id,
+        author_handle=name or author_id,
+        author_name=name,
+        text=message if isinstance(message, str) else "",
+        created_at=epoch_time(value.get("created_time", ctx.entry_time), "created_time"),
+        direction=Direction.OUTBOUND if author_id == ctx.own_id else Direction.INBOUND,
+        in_reply_to=_opt_id(value, "parent_id") if item == "comment" else None,
+        thread_key=post_id,
+        url=permalink if isinstance(permalink, str) else f"https://www.facebook.com/{external_id}",
+        raw=dict(value),
+    )
+
+
+def parse_page_mention(value: Any, ctx: Context) -> InboundMention | None:
+    """A mention from a page `mention` change (the page was tagged in a post or comment)."""
+    if not isinstance(value, Mapping):
+        raise BadPayload("mention change value is not an object")
+    if value.get("verb", "add") != "add":
+        return None
+    post_id = _id(value, "post_id", "page mention")
+    is_comment = value.get("item") == "comment"
+    external_id = _id(value, "comment_id", "comment mention") if is_comment else post_id
+    author_id = _id(value, "sender_id", "page mention")
+    name = _text_of(value, "sender_name")
+    message = value.get("message", "")
+    permalink = value.get("permalink_url")
+    return InboundMention(
+        network=ctx.network,
+        account=ctx.account,
+        external_id=external_id,
+        author_id=author_id,
+        author_handle=name or author_id,
+        author_name=name,
+        text=message if isinstance(message, str) else "",
+        created_at=epoch_time(value.get("created_time", ctx.entry_time), "created_time"),
+        direction=Direction.OUTBOUND if author_id == ctx.own_id else Direction.INBOUND,
+        in_reply_to=post_id if is_comment else None,
+        thread_key=post_id,
+        url=permalink if isinstance(permalink, str) else f"https://www.facebook.com/{external_id}",
+        raw=dict(value),
+    )
+
+
+def _attachment_text(message: Mapping[str, Any]) -> str:
+    kinds = [a.get("type", "file") for a in message.get("attachments") or () if isinstance(a, Mapping)]
+    return " ".join(f"[{k}]" for k in kinds)
+
+
+def parse_messaging(event: Any, ctx: Context) -> InboundMention | None:
+    """A private mention from one Messenger / Instagram `messaging` event; None for receipts and postbacks."""
+    if not isinstance(event, Mapping):
+        raise BadPayload("messaging event is not an object")
+    message = event.get("message")
+    if not isinstance(message, Mapping) or message.get("is_deleted"):
+        return None  # delivery/read receipts, reactions, postbacks, unsends
+    sender = _id(event.get("sender"), "id", "messaging event sender")
+    recipient = _id(event.get("recipient"), "id", "messaging event recipient")
+    echo = bool(message.get("is_echo")) or sender == ctx.own_id
+    customer = recipient if echo else sender
+    text = _text_of(message, "text") or _attachment_text(message)
+    return InboundMention(
+        network=ctx.network,
+        account=ctx.account,
+        external_id=_id(message, "mid", "message"),
+        author_id=sender,
+        author_handle=sender,
+        text=text,
+        created_at=epoch_time(event.get("timestamp", ctx.entry_time), "timestamp"),
+        direction=Direction.OUTBOUND if echo else Direction.INBOUND,
+        in_reply_to=_opt_id(message.get("reply_to"), "mid"),
+        thread_key=f"dm:{customer}",
+        public=False,
+        raw=dict(event),
+    )
+
+
+ChangeParser = Callable[[Any, Context], "InboundMention | None"]
+FACEBOOK_FIELDS: dict[str, ChangeParser] = {"feed": parse_feed_change, "mention": parse_page_mention}
+
+
+def parse_delivery(
+    body: Any, ctx: Context, source: str, *, obj: str, fields: Mapping[str, ChangeParser], messaging: bool
+) -> tuple[list[InboundMention], list[Rejected]]:
+    """Mentions and rejects from one webhook delivery; each change or event is parsed on its own."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("entry"), list):
+        raise BadPayload("delivery is not an object with an entry list")
+    if body.get("object") != obj:
+        raise BadPayload(f"delivery object is {body.get('object')!r}, expected {obj!r}")
+    mentions: list[InboundMention] = []
+    rejected: list[Rejected] = []
+    for entry in body["entry"]:
+        entry_id = _opt_id(entry, "id")
+        if entry_id != ctx.own_id:
+            rejected.append(Rejected(source, _dump(entry), f"entry for {entry_id!r}, this connector is {ctx.own_id!r}"))
+            continue
+        ectx = Context(ctx.network, ctx.account, ctx.own_id, entry.get("time"))
+        items: list[tuple[Any, Callable[[Any, Context], InboundMention | None]]] = []
+        for change in entry.get("changes") or ():
+            field = change.get("field") if isinstance(change, Mapping) else None
+            parser = fields.get(field) if isinstance(field, str) else None
+            if parser is None:
+                log.debug("ignoring %s change field %r", ctx.network, field)
+                continue
+            items.append((change.get("value"), parser))
+        if messaging:
+            items.extend((event, parse_messaging) for event in entry.get("messaging") or ())
+        for payload, parser in items:
+            try:
+                mention = parser(payload, ectx)
+            except BadPayload as err:
+                rejected.append(Rejected(source, _dump(payload), err.reason))
+            else:
+                if mention is not None:
+                    mentions.append(mention)
+    return mentions, rejected
+
+
+def _dump(obj: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def graph_error(connector: str, status: int, headers: Any, body: bytes) -> ConnectorError:
+    """The carebox error for a Graph API failure: its error code first, the HTTP status otherwise."""
+    try:
+        err = orjson.loads(body).get("error", {})
+        code = int(err.get("code"))
+        detail = f"HTTP {status} code {code}: {str(err.get('message', ''))[:160]}"
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return error_for_status(connector, status, headers, body.decode("utf-8", "replace"))
+    if err.get("error_subcode") == OUTSIDE_WINDOW_SUBCODE:
+        return ReplyRejected(connector, detail + " (outside the 24-hour messaging window)")
+    if code in AUTH_CODES:
+        return AuthenticationFailed(connector, detail)
+    if code in RATE_CODES:
+        return RateLimited(connector, GRAPH_RATE_WAIT, detail)
+    if code in TRANSIENT_CODES or status >= 500:
+        return ConnectorUnavailable(connector, detail)
+    return error_for_status(connector, status, headers, detail)
+
+
+# ---------------------------------------------------------------- connector
+
+Enricher = Callable[["GraphConnector", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def fetch_page_mention(conn: GraphConnector, value: dict[str, Any]) -> dict[str, Any]:
+    """A page `mention` value completed with the post or comment text Graph leaves out of the webhook."""
+    if value.get("message") or value.get("verb", "add") != "add":
+        return value
+    target = value.get("comment_id") if value.get("item") == "comment" else value.get("post_id")
+    if not isinstance(target, str):
+        return value
+    found = await conn.graph("GET", target, params={"fields": "message,created_time,permalink_url"})
+    keep = ("message", "created_time", "permalink_url")
+    return value | {k: found[k] for k in keep if isinstance(found, Mapping) and k in found}
+
+
+class GraphConnector:
+    """A Facebook Page or an Instagram account: webhook routes in, Graph API replies out."""
+
+    def __init__(
+        self,
+        network: str,
+        options: GraphOptions,
+        token: str,
+        app_secret: str,
+        verify_token: str,
+        *,
+        session: aiohttp.ClientSession,
+        fields: Mapping[str, ChangeParser] | None = None,
+        enrichers: Mapping[str, Enricher] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.network = network
+        self.options = options
+        self.name = options.name
+        self.account = options.account
+        self._object = "instagram" if network == "instagram" else "page"
+        self._token, self._app_secret, self._verify_token = token, app_secret, verify_token
+        self._http = session
+        self._fields = FACEBOOK_FIELDS if fields is None else fields
+        self._enrichers = {"mention": fetch_page_mention} if enrichers is None else enrichers
+        self._sleep = sleep
+        self.last_error: str | None = None
+        self.last_ok_at: datetime | None = None
+
+    async def graph(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
+        """One Graph API call with the page access token; decoded JSON or a carebox error."""
+        url = f"{self.options.graph_url}/{self.options.api_version}/{path.lstrip('/')}"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with self._http.request(
+                method, url, params=params, json=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+            ) as resp:
+                raw, status, resp_headers = await resp.read(), resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ConnectorUnavailable(self.name, f"{type(err).__name__}: {err}") from err
+        if status >= 400:
+            raise graph_error(self.name, status, resp_headers, raw)
+        try:
+            return orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError as err:
+            raise ConnectorUnavailable(self.name, "Graph answer is not valid JSON") from err
+
+    async def run(self, sink: MentionSink, cursor: str | None) -> None:
+        """Deliveries arrive through routes(); there is nothing to poll, so wait until cancelled."""
+        await asyncio.Event().wait()
+
+    def routes(self, sink: MentionSink) -> list[web.RouteDef]:
+        """GET (subscription handshake) and POST (deliveries) on the connector's hook path."""
+
+        async def subscribe(request: web.Request) -> web.Response:
+            challenge = handshake(request.query, self._verify_token)
+            if challenge is None:
+                log.warning("%s: webhook subscription with a wrong verify token refused", self.name)
+                return web.Response(status=403, text="forbidden")
+            log.info("%s: webhook subscription verified", self.name)
+            return web.Response(text=challenge)
+
+        async def deliver(request: web.Request) -> web.Response:
+            return await self.handle_delivery(await request.read(), request.headers.get(SIGNATURE_HEADER), sink)
+
+        return [web.get("/", subscribe), web.post("/", deliver)]
+
+    async def handle_delivery(self, body: bytes, signature: str | None, sink: MentionSink) -> web.Response:
+        """Verify, parse, make durable, then answer 200; a bad signature gets 403 and touches nothing."""
+        if not verify_signature(self._app_secret, signature, body):
+            log.warning("%s: delivery with a missing or wrong %s refused", self.name, SIGNATURE_HEADER)
+            return web.Response(status=403, text="forbidden")
+        batch = await self.batch_for(body)
+        if batch.mentions or batch.rejected:
+            await sink.put_durable(batch)  # raising here answers 500: Meta will deliver again
+        self._mark_ok()
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def batch_for(self, body: bytes) -> IngestBatch:
+        """The batch for one verified delivery body; what cannot be parsed is kept as Rejected."""
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            return IngestBatch(self.name, rejected=(Rejected(self.name, body.decode("utf-8", "replace"),
+                                                             f"delivery is not JSON: {err}"),))
+        if self.options.fetch_missing and self._enrichers:
+            obj = await self._complete(obj)
+        ctx = Context(self.network, self.account, self.options.own_id)
+        try:
+            mentions, rejected = parse_delivery(
+                obj, ctx, self.name, obj=self._object, fields=self._fields, messaging=self.options.messaging
+            )
+        except BadPayload as err:
+            return IngestBatch(self.name, rejected=(Rejected(self.name, body.decode("utf-8", "replace"), err.reason),))
+        return IngestBatch(self.name, tuple(mentions), tuple(rejected))
+
+    async def _complete(self, obj: Any) -> Any:
+        for entry in obj.get("entry") or () if isinstance(obj, dict) else ():
+            for change in entry.get("changes") or () if isinstance(entry, dict) else ():
+                field = change.get("field") if isinstance(change, dict) else None
+                enrich = self._enrichers.get(field) if isinstance(field, str) else None
+                if enrich is None or not isinstance(change.get("value"), dict):
+                    continue
+                try:
+                    change["value"] = await enrich(self, change["value"])
+                except ConnectorError as err:
+                    log.warning("%s: could not fetch details of a %s: %s", self.name, change.get("field"), err)
+        return obj
+
+    def _mark_error(self, err: BaseException) -> None:
+        if self.last_error is None:
+            log.warning("%s %s unavailable: %s", self.network, self.name, err)
+        self.last_error = str(err)
+
+    def _mark_ok(self) -> None:
+        if self.last_error is not None:
+            log.info("%s %s back", self.network, self.name)
+        self.last_error = None
+        self.last_ok_at = datetime.now(UTC)
+
+    async def _ig_reply_target(self, comment_id: str) -> str:
+        """Instagram nests one level only: a reply to a reply goes under its top-level comment."""
+        found = await with_retries(
+            lambda: self.graph("GET", comment_id, params={"fields": "id,parent_id"}), attempts=3, sleep=self._sleep
+        )
+        parent = found.get("parent_id") if isinstance(found, Mapping) else None
+        return parent if isinstance(parent, str) and parent else comment_id
+
+    async def send_reply(self, reply: OutboundReply) -> SentReply:
+        """A public comment reply (Facebook /comments, Instagram /replies) or a Send API message for DMs."""
+        try:
+            if not reply.public:
+                recipient = reply.customer_id or (reply.thread_key or "").removeprefix("dm:")
+                if not recipient:
+                    raise ReplyRejected(self.name, "a private reply needs the customer's id")
+                body = {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": reply.text}}
+                out = await self.graph("POST", "me/messages", body=body)  # not retried: not idempotent
+                external_id = out.get("message_id") if isinstance(out, Mapping) else None
+            else:
+                if self.network == "instagram":
+                    path = f"{await self._ig_reply_target(reply.in_reply_to)}/replies"
+                else:
+                    path = f"{reply.in_reply_to}/comments"
+                out = await self.graph("POST", path, body={"message": reply.text})
+                external_id = out.get("id") if isinstance(out, Mapping) else None
+        except (ConnectorUnavailable, RateLimited, AuthenticationFailed) as err:
+            self._mark_error(err)
+            raise
+        if not isinstance(external_id, str):
+            raise ConnectorUnavailable(self.name, "Graph answer has no id")
+        self._mark_ok()
+        url = f"https://www.facebook.com/{external_id}" if reply.public and self.network == "facebook" else None
+        return SentReply(external_id, datetime.now(UTC), url, dict(out))
+
+
+# ---------------------------------------------------------------- options
+
+
+@dataclass(frozen=True, slots=True)
+class GraphOptions:
+    """One `[[connectors]]` entry of type "facebook" or "instagram"."""
+
+    name: str
+    account: str
+    own_id: str
+    token_env: str
+    app_secret_env: str
+    verify_token_env: str
+    graph_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    messaging: bool = False
+    fetch_missing: bool = True
+    timeout: float = 10.0
+
+
+def parse_options(options: Mapping[str, Any], key: str, *, id_key: str = "page_id") -> GraphOptions:
+    """GraphOptions from a `[[connectors]]` table; `id_key` is page_id (Facebook) or ig_user_id (Instagram)."""
+
+    def text(k: str, default: str | None = None) -> str:
+        value = options.get(k, default)
+        if isinstance(value, int) and not isinstance(value, bool) and k == id_key:
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}.{k}", "a non-empty string")
+        return value.strip()
+
+    def flag(k: str, default: bool) -> bool:
+        value = options.get(k, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}.{k}", "true or false")
+        return value
+
+    version = text("api_version", "v21.0")
+    if not re.fullmatch(r"v\d+\.\d+", version):
+        raise ConfigError(f"{key}.api_version", 'a Graph API version such as "v21.0"')
+    graph_url = text("graph_url", "https://graph.facebook.com").rstrip("/")
+    if not graph_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{key}.graph_url", "an http(s) URL")
+    own_id = text(id_key)
+    if not own_id.isdigit():
+        raise ConfigError(f"{key}.{id_key}", "the numeric Graph id")
+    return GraphOptions(
+        name=text("name"),
+        account=text("account"),
+        own_id=own_id,
+        token_env=text("token_env"),
+        app_secret_env=text("app_secret_env"),
+        verify_token_env=text("verify_token_env"),
+        graph_url=graph_url,
+        api_version=version,
+        messaging=flag("messaging", False),
+        fetch_missing=flag("fetch_missing", True),
+        timeout=parse_duration(options.get("timeout", "10s"), f"{key}.timeout"),
+    )
+
+
+def resolve_secrets(opts: GraphOptions, environ: Mapping[str, str], key: str) -> tuple[str, str, str]:
+    """(page access token, app secret, verify token) read from `environ`; ConfigError naming the option."""
+    out = []
+    for option, var in (("token_env", opts.token_env), ("app_secret_env", opts.app_secret_env),
+                        ("verify_token_env", opts.verify_token_env)):
+        value = environ.get(var)
+        if not value:
+            raise ConfigError(f"{key}.{option}", f"environment variable {var} set")
+        out.append(value)
+    return out[0], out[1], out[2]
+
+
+def from_config(
+    name: str, options: Mapping[str, Any], *, session: aiohttp.ClientSession, environ: Mapping[str, str]
+) -> GraphConnector:
+    """A Facebook Page connector for one `[[connectors]]` entry (type "instagram" is handed to instagram.py)."""
+    if options.get("type") == "instagram":  # deferred import: instagram builds on this module
+        from connectors.social import instagram
+
+        return instagram.from_config(name, options, session=session, environ=environ)
+    key = f"connectors.{name}"
+    opts = parse_options({**options, "name": name}, key)
+    token, secret, verify = resolve_secrets(opts, environ, key)
+    return GraphConnector("facebook", opts, token, secret, verify, session=session)
+
