@@ -1,0 +1,478 @@
+"""Alert routing, grouping, silences and inhibition in the manner of Prometheus Alertmanager.
+
+Pure: `Router.submit(alert, now)` feeds it, `Router.due(now)` says which receiver gets which
+Notification now, `Router.delivered(delivery, ok, now, error)` records the outcome (and schedules a
+retry with backoff). Every attempt is kept in `Router.log`; `parse_settings` reads the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from carebox.errors import AuthenticationFailed, ConfigError, RateLimited, ReplyRejected
+from carebox.ports import Notification
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("critical", "error", "warning", "info")  # most severe first; PagerDuty's names
+FIRING = "firing"
+LOST_AFTER_S = 600.0  # a delivery never reported back is counted as failed after this long
+RESOLVED = "resolved"
+_OPS = ("=~", "!~", "!=", "=")
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"(.*)"|(.*?))\s*$')
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An incident or SLA escalation as the router sees it; `cluster` is None for a brand-wide incident."""
+
+    key: str
+    account: str
+    title: str
+    severity: str = "warning"
+    status: str = FIRING
+    cluster: str | None = None
+    body: str = ""
+    url: str | None = None
+    escalation: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity {self.severity!r} is not one of {', '.join(SEVERITIES)}")
+        if self.status not in (FIRING, RESOLVED):
+            raise ValueError(f"status {self.status!r} is not {FIRING!r} or {RESOLVED!r}")
+
+    def label_set(self) -> dict[str, str]:
+        """The labels matchers see: extra labels plus key, account, severity, cluster ("" = brand-wide)."""
+        return {
+            **self.labels,
+            "key": self.key,
+            "account": self.account,
+            "severity": self.severity,
+            "cluster": self.cluster or "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One label condition: `=`, `!=`, `=~` (regex, whole value) or `!~`."""
+
+    label: str
+    op: str
+    value: str
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when the labels satisfy this condition (a missing label reads as "")."""
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        hit = re.fullmatch(self.value, actual) is not None
+        return hit if self.op == "=~" else not hit
+
+
+def parse_matcher(text: object, key: str) -> Matcher:
+    """A Matcher from `label="value"`, `label!=v`, `label=~"re"` or `label!~"re"`."""
+    expected = 'a matcher such as account="acme", cluster!="", severity=~"critical|error"'
+    match = _MATCHER.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(key, expected)
+    label, op = match.group(1), match.group(2)
+    value = match.group(3) if match.group(3) is not None else match.group(4)
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ConfigError(key, f"a valid regular expression ({err})") from err
+    return Matcher(label, op, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Mutes firing alerts matching every matcher between `starts_at` (inclusive) and `ends_at`."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+
+    def mutes(self, labels: Mapping[str, str], now: datetime) -> bool:
+        """True when this silence is active at `now` and matches the labels."""
+        return self.starts_at <= now < self.ends_at and all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    """A firing alert matching `source` mutes alerts matching `target` that share the `equal` labels."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ("account",)
+
+
+# A brand-wide incident (no cluster) mutes the cluster incidents of the same account.
+BRAND_WIDE_INHIBITS_CLUSTERS = InhibitRule(
+    source=(Matcher("cluster", "=", ""),), target=(Matcher("cluster", "!=", ""),), equal=("account",)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How a route groups: the labels, and the waits in seconds."""
+
+    group_by: tuple[str, ...] = ("key",)
+    group_wait: float = 30.0
+    group_interval: float = 300.0
+    repeat_interval: float = 4 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Sends matching alerts to `receivers`; empty `accounts`/`severities` match any; first match wins."""
+
+    receivers: tuple[str, ...]
+    accounts: frozenset[str] = frozenset()
+    severities: frozenset[str] = frozenset()
+    matchers: tuple[Matcher, ...] = ()
+    continue_: bool = False
+    timing: Timing | None = None
+
+    def matches(self, alert: Alert) -> bool:
+        """True when the alert's account, severity and labels fit this route."""
+        if self.accounts and alert.account not in self.accounts:
+            return False
+        if self.severities and alert.severity not in self.severities:
+            return False
+        labels = alert.label_set()
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    """One `[[notifiers]]` entry: its name, type and raw options (secrets as env-var names)."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any]
+    send_resolved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AlertingSettings:
+    """The parsed `[alerting]` section and `[[notifiers]]` list."""
+
+    receivers: Mapping[str, ReceiverSettings]
+    default_receivers: tuple[str, ...]
+    routes: tuple[Route, ...] = ()
+    timing: Timing = Timing()
+    retry_initial: float = 30.0
+    retry_max: float = 300.0
+    inhibit_rules: tuple[InhibitRule, ...] = (BRAND_WIDE_INHIBITS_CLUSTERS,)
+    silences: tuple[Silence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One notification for one receiver, to be sent now and reported back with `Router.delivered`."""
+
+    id: int
+    receiver: str
+    group: str
+    notification: Notification
+    attempt: int
+    alert_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A delivery-log line: when, to whom, what, and how it went ("ok", "failed", "rejected")."""
+
+    at: datetime
+    receiver: str
+    key: str
+    action: str
+    attempt: int
+    outcome: str
+    alert_keys: tuple[str, ...]
+    error: str = ""
+
+
+@dataclass(slots=True)
+class _Group:
+    """Mutable state of one (receiver, group) pair; never leaves this module."""
+
+    id: str
+    receiver: str
+    key: str
+    timing: Timing
+    send_resolved: bool
+    next_flush: datetime
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    sent_firing: frozenset[tuple[str, str, int]] = frozenset()
+    notified: set[str] = field(default_factory=set)
+    last_sent: datetime | None = None
+    inflight: Delivery | None = None
+    inflight_at: datetime | None = None
+    pending: tuple[frozenset[tuple[str, str, int]], frozenset[str]] = (frozenset(), frozenset())
+    failures: int = 0
+    retry_at: datetime | None = None
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+def group_key(alert: Alert, group_by: tuple[str, ...]) -> str:
+    """The notification key of the group an alert joins: the alert key itself when grouped by key."""
+    if "key" in group_by:
+        return alert.key
+    labels = alert.label_set()
+    return "group:" + ",".join(f"{name}={labels.get(name, '')}" for name in group_by)
+
+
+def build_notification(group_key_: str, firing: list[Alert], resolved: list[Alert]) -> Notification:
+    """The one Notification telling a receiver about a group's firing and newly resolved alerts."""
+    alerts = sorted(firing, key=lambda a: (_rank(a.severity), a.key)) + sorted(resolved, key=lambda a: a.key)
+    lead = alerts[0]
+    if len(alerts) == 1:
+        title, body, details = lead.title, lead.body, dict(lead.details)
+    else:
+        title = f"{len(firing)} firing, {len(resolved)} resolved: {lead.title}"
+        body = "\n".join(f"[{a.severity.upper() if a.status == FIRING else 'RESOLVED'}] {a.title}" for a in alerts)
+        details = {}
+    details["account"] = lead.account
+    if lead.cluster:
+        details["cluster"] = lead.cluster
+    if any(a.escalation for a in alerts):
+        details["escalation"] = max(a.escalation for a in alerts)
+    if len(alerts) > 1:
+        details.update(group=group_key_, firing=[a.key for a in alerts if a.status == FIRING],
+                       resolved=[a.key for a in alerts if a.status == RESOLVED])
+    return Notification(
+        key=group_key_,
+        title=title,
+        body=body,
+        severity=lead.severity,
+        action="trigger" if firing else "resolve",
+        url=lead.url,
+        details=details,
+    )
+
+
+class Router:
+    """Routes alerts to receivers and decides, from the clock it is given, what to send when."""
+
+    def __init__(self, settings: AlertingSettings, log_limit: int = 10_000) -> None:
+        self.settings = settings
+        self._groups: dict[str, _Group] = {}
+        self._firing: dict[str, Alert] = {}
+        self._targets: dict[str, set[str]] = {}
+        self._silences: dict[str, Silence] = {s.id: s for s in settings.silences}
+        self._log: deque[Attempt] = deque(maxlen=log_limit)
+        self._next_id = 1
+        self._inhibit_index: list[dict[tuple[str, ...], list[str]]] | None = None
+
+    @property
+    def log(self) -> tuple[Attempt, ...]:
+        """The latest delivery attempts (up to `log_limit`), oldest first; the store keeps the history."""
+        return tuple(self._log)
+
+    def attempts_for(self, alert_key: str) -> list[Attempt]:
+        """The delivery attempts that carried one alert (for the incident page)."""
+        return [a for a in self._log if alert_key in a.alert_keys]
+
+    @property
+    def silences(self) -> tuple[Silence, ...]:
+        """The silences known, active or not."""
+        return tuple(self._silences.values())
+
+    def add_silence(self, silence: Silence) -> None:
+        """Add or replace a silence."""
+        self._silences[silence.id] = silence
+
+    def expire_silence(self, silence_id: str, now: datetime) -> None:
+        """End a silence at `now`."""
+        old = self._silences.get(silence_id)
+        if old is not None:
+            self._silences[silence_id] = Silence(old.id, old.matchers, old.starts_at, now, old.comment, old.created_by)
+
+    def muted_by(self, alert: Alert, now: datetime) -> str | None:
+        """Why a firing alert is muted now ("silence <id>" or "inhibited by <key>"), or None."""
+        labels = alert.label_set()
+        for silence in self._silences.values():
+            if silence.mutes(labels, now):
+                return f"silence {silence.id}"
+        for rule, sources in zip(self.settings.inhibit_rules, self._inhibitors(), strict=True):
+            if not all(m.matches(labels) for m in rule.target):
+                continue
+            for key in sources.get(tuple(labels.get(n, "") for n in rule.equal), ()):
+                if key != alert.key:
+                    return f"inhibited by {key}"
+        return None
+
+    def _inhibitors(self) -> list[dict[tuple[str, ...], list[str]]]:
+        # Per rule: firing source alerts indexed by their `equal` labels; rebuilt after each submit.
+        if self._inhibit_index is None:
+            self._inhibit_index = []
+            for rule in self.settings.inhibit_rules:
+                index: dict[tuple[str, ...], list[str]] = {}
+                for source in self._firing.values():
+                    src = source.label_set()
+                    if all(m.matches(src) for m in rule.source):
+                        index.setdefault(tuple(src.get(n, "") for n in rule.equal), []).append(source.key)
+                self._inhibit_index.append(index)
+        return self._inhibit_index
+
+    def routes_for(self, alert: Alert) -> list[tuple[str, Timing]]:
+        """The (receiver, timing) pairs an alert goes to, by account and severity."""
+        out: list[tuple[str, Timing]] = []
+        for route in self.settings.routes:
+            if route.matches(alert):
+                out += [(r, route.timing or self.settings.timing) for r in route.receivers]
+                if not route.continue_:
+                    break
+        if not out:
+            out = [(r, self.settings.timing) for r in self.settings.default_receivers]
+        return out
+
+    def submit(self, alert: Alert, now: datetime) -> None:
+        """Take a new or updated alert; a resolve reaches every receiver the alert was sent to."""
+        targets = self._targets.setdefault(alert.key, set())
+        for receiver, timing in self.routes_for(alert):
+            gkey = group_key(alert, timing.group_by)
+            gid = f"{receiver}/{gkey}"
+            if gid not in self._groups:
+                if alert.status == RESOLVED:
+                    continue
+                send_resolved = self._receiver_sends_resolved(receiver)
+                self._groups[gid] = _Group(gid, receiver, gkey, timing, send_resolved, now + _s(timing.group_wait))
+            targets.add(gid)
+        for gid in targets:
+            group = self._groups.get(gid)
+            if group is not None:
+                group.alerts[alert.key] = alert
+        self._inhibit_index = None
+        if alert.status == FIRING:
+            self._firing[alert.key] = alert
+        else:
+            self._firing.pop(alert.key, None)
+            self._targets.pop(alert.key, None)
+
+    def _receiver_sends_resolved(self, receiver: str) -> bool:
+        settings = self.settings.receivers.get(receiver)
+        return settings.send_resolved if settings else True
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest time `due` may have something to send (for the scheduler)."""
+        times = [_wake(g) for g in self._groups.values() if g.inflight is None]
+        return min(times) if times else None
+
+    def due(self, now: datetime) -> list[Delivery]:
+        """The deliveries to make now; each must be reported back through `delivered`."""
+        out = []
+        for group in list(self._groups.values()):
+            lost = group.inflight
+            if lost is not None and group.inflight_at and now - group.inflight_at >= _s(LOST_AFTER_S):
+                self.delivered(lost, False, now, "no outcome reported; counted as failed")
+            if group.id in self._groups and group.inflight is None and _wake(group) <= now:
+                delivery = self._flush(group, now)
+                if delivery is not None:
+                    out.append(delivery)
+        return out
+
+    def _flush(self, group: _Group, now: datetime) -> Delivery | None:
+        group.next_flush = now + _s(group.timing.group_interval)
+        for alert in list(group.alerts.values()):
+            if alert.status == RESOLVED and (alert.key not in group.notified or not group.send_resolved):
+                del group.alerts[alert.key]
+                group.notified.discard(alert.key)
+        firing = [a for a in group.alerts.values() if a.status == FIRING and self.muted_by(a, now) is None]
+        resolved = [a for a in group.alerts.values() if a.status == RESOLVED]
+        fire_set = frozenset((a.key, a.severity, a.escalation) for a in firing)
+        res_set = frozenset(a.key for a in resolved)
+        repeat = (
+            bool(firing)
+            and group.last_sent is not None
+            and now - group.last_sent >= _s(group.timing.repeat_interval)
+        )
+        if not (fire_set - group.sent_firing or res_set or repeat):
+            if not group.alerts:
+                del self._groups[group.id]
+            group.failures, group.retry_at = 0, None
+            return None
+        delivery = Delivery(
+            id=self._next_id,
+            receiver=group.receiver,
+            group=group.id,
+            notification=build_notification(group.key, firing, resolved),
+            attempt=group.failures + 1,
+            alert_keys=tuple(sorted(a.key for a in firing + resolved)),
+        )
+        self._next_id += 1
+        group.inflight, group.inflight_at, group.pending = delivery, now, (fire_set, res_set)
+        return delivery
+
+    def delivered(
+        self, delivery: Delivery, ok: bool, now: datetime, error: BaseException | str | None = None
+    ) -> None:
+        """Record the outcome of a delivery; a failure is retried with backoff, a refusal is not."""
+        permanent = isinstance(error, AuthenticationFailed | ReplyRejected)
+        outcome = "ok" if ok else "rejected" if permanent else "failed"
+        self._log.append(
+            Attempt(now, delivery.receiver, delivery.notification.key, delivery.notification.action,
+                    delivery.attempt, outcome, delivery.alert_keys, "" if ok else str(error or "unknown error"))
+        )
+        group = self._groups.get(delivery.group)
+        if group is None or group.inflight is None or group.inflight.id != delivery.id:
+            return
+        group.inflight = None
+        if not ok and not permanent:
+            group.failures += 1
+            wait = error.retry_after if isinstance(error, RateLimited) else min(
+                self.settings.retry_max, self.settings.retry_initial * 2 ** (group.failures - 1)
+            )
+            group.retry_at = now + _s(wait)
+            log.info("delivery to %s failed (attempt %d), retrying in %ss: %s",
+                     group.receiver, delivery.attempt, wait, error)
+            return
+        if permanent:
+            log.warning("delivery to %s refused, not retried: %s", group.receiver, error)
+        fire_set, res_set = group.pending
+        group.sent_firing = fire_set
+        group.notified |= {key for key, _, _ in fire_set}
+        for key in res_set:
+            group.notified.discard(key)
+            if key in group.alerts and group.alerts[key].status == RESOLVED:
+                del group.alerts[key]
+        group.last_sent, group.failures, group.retry_at = now, 0, None
+        group.next_flush = now + _s(group.timing.group_interval)
+        if not group.alerts:
+            del self._groups[group.id]
+
+
+def _wake(group: _Group) -> datetime:
+    return group.retry_at if group.failures and group.retry_at else group.next_flush
+
+
+def _s(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def parse_settings(raw: Mapping[str, Any]) -> AlertingSettings:
+    """AlertingSettings from the loaded TOML mapping (see carebox.alerting_config)."""
+    from carebox.alerting_config import (
+        parse_settings as parse,  # the config builds on this module's types
+    )
+
+    return parse(raw)
