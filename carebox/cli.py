@@ -135,6 +135,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def _replay(settings: config.Settings, path: str, fmt: str | None, batch_size: int) -> dict[str, int]:
+    """Replay through the live pipeline; a TWCS file threads by reply chain only (its conversations are chains)."""
     from tqdm import tqdm
 
     from carebox.ports import IngestBatch
@@ -145,6 +146,8 @@ async def _replay(settings: config.Settings, path: str, fmt: str | None, batch_s
 
     name = f"replay:{Path(path).resolve()}"
     connector = ReplayConnector(path, fmt=fmt, name=name, batch_size=batch_size)
+    if connector.format == "twcs":
+        settings = replace(settings, pipeline=replace(settings.pipeline, quiet_gap_s=0.0))
 
     async def work(engine: Any) -> dict[str, int]:
         pipeline, _ = make_pipeline(settings, engine)

@@ -15,6 +15,7 @@ from carebox.pipeline import ClockPlan
 from carebox.ports import InboundMention
 
 FIRST = sla.TargetKind.FIRST_RESPONSE
+NEXT = sla.TargetKind.NEXT_RESPONSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +50,42 @@ class ClockBook:
         target = policy.target(FIRST)
         return (self.settings.calendar_for(target) if target else ALWAYS_OPEN), target
 
-    def start_first_response(self, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan | None:
-        """The first-response clock: business due on the policy's calendar, wall due on the customer's hour."""
+    def start(self, target: str, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan:
+        """Plan a clock (first or next response) started by a customer message at `started_at`: business
+        due on the matched policy's calendar, wall due at the customer's expectation (default 1 h, 24/7).
+        Without such a target in the policy, the customer's expectation is the only due time."""
         policy = self.settings.match_policy(_facts(conversation))
-        target = policy.target(FIRST)
-        expectation = self.settings.expectation_target()
-        wall_due = started_at + timedelta(seconds=expectation.seconds)
-        if target is None:
-            return ClockPlan(FIRST.value, policy.name, "24/7", 1, started_at, wall_due, wall_due, None)
-        cal = self.settings.calendar_for(target)
-        state = sla.evaluate(sla.start_clock(target, policy.name, started_at, cal.version), self.settings.calendars, started_at)
-        return ClockPlan(FIRST.value, policy.name, cal.name, cal.version, started_at, state.business_due, wall_due, state.warn_at)
+        goal = policy.target(sla.TargetKind(target))
+        wall_due = started_at + timedelta(seconds=self.settings.expectation_target().seconds)
+        if goal is None:
+            return ClockPlan(target, policy.name, ALWAYS_OPEN.name, 1, started_at, wall_due, wall_due, None)
+        cal = self.settings.calendar_for(goal)
+        state = sla.evaluate(sla.start_clock(goal, policy.name, started_at, cal.version), self.settings.calendars, started_at)
+        return ClockPlan(target, policy.name, cal.name, cal.version, started_at, state.business_due, wall_due, state.warn_at)
 
     def elapsed(self, clock: Mapping[str, Any], end: datetime) -> tuple[float, float]:
         """(business, wall) seconds from the clock's start to `end` (pauses come with the status workflow)."""
-        cal = self.settings.calendars.get(clock["calendar"], ALWAYS_OPEN)
+        cal = self.calendar_of(clock)
         if end <= clock["started_at"]:
             return 0.0, 0.0
         return business_seconds(cal, clock["started_at"], end), (end - clock["started_at"]).total_seconds()
+
+    def calendar_of(self, clock: Mapping[str, Any]) -> Calendar:
+        """The calendar a stored clock runs on (24/7 when its calendar is no longer configured)."""
+        return self.settings.calendars.get(clock["calendar"], ALWAYS_OPEN)
+
+    def evaluate(self, clock: Mapping[str, Any], now: datetime) -> sla.ClockState | None:
+        """A stored clock evaluated at `now` with its policy's target; None when the policy is gone."""
+        try:
+            target = self.settings.policy(clock["policy"]).target(sla.TargetKind(clock["target"]))
+        except (KeyError, ValueError):
+            return None
+        if target is None:
+            return None
+        running = sla.start_clock(target, clock["policy"], clock["started_at"], clock.get("calendar_version") or 1)
+        if clock.get("fulfilled_at") is not None:
+            running = sla.fulfil(running, clock["fulfilled_at"])
+        return sla.evaluate(running, self.settings.calendars, now)
 
     def counts_as_response(self, mention: InboundMention) -> bool:
         """Public replies count; private ones as configured; automated ones never."""

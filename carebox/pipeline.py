@@ -22,6 +22,8 @@ from carebox.triage import Triage, Triager
 
 log = logging.getLogger(__name__)
 SNIPPET = 280
+UNKNOWN_ACCOUNT = "unknown"
+FIRST_RESPONSE, NEXT_RESPONSE = "first_response", "next_response"
 REPEAT_WINDOW = timedelta(days=7)
 
 
@@ -42,8 +44,8 @@ class ClockPlan:
 class ClockPlanner(Protocol):
     """What the pipeline needs from the SLA engine."""
 
-    def start_first_response(self, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan | None:
-        """Plan the first-response clock of a conversation whose first customer message is at `started_at`."""
+    def start(self, target: str, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan:
+        """Plan a "first_response" or "next_response" clock started by a customer message at `started_at`."""
 
     def elapsed(self, clock: Mapping[str, Any], end: datetime) -> tuple[float, float]:
         """(business seconds, wall seconds) a clock ran from its start to `end`, pauses excluded."""
@@ -89,12 +91,14 @@ class Pipeline:
         clocks: ClockPlanner,
         quiet_gap_s: float = 24 * 3600.0,
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_clocks: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.triager = triager
         self.clocks = clocks
         self.quiet_gap = timedelta(seconds=quiet_gap_s)
         self.on_committed = on_committed
+        self.on_clocks = on_clocks
 
     async def ingest(self, batches: Sequence[IngestBatch], now: datetime, *, sent_by: Mapping[str, int] | None = None) -> int:
         """Store a group of batches in one transaction with their cursors; returns the mentions added."""
@@ -114,6 +118,10 @@ class Pipeline:
         metrics.DEAD_LETTERS.inc(len(rejected))
         if self.on_committed and work.mentions:
             self.on_committed([row for row, _ in work.mentions])
+        if self.on_clocks:
+            touched = [clock for conv in [*work.convs.values(), *work.new_convs] for clock in conv.clocks]
+            if touched:
+                self.on_clocks(touched)
         return len(work.mentions)
 
     @staticmethod
@@ -226,9 +234,10 @@ class Pipeline:
             row["status"], row["resolved_at"] = Status.OPEN.value, None
         if row["first_message_at"] is None:
             row["first_message_at"] = m.created_at
-            plan = self.clocks.start_first_response(row, m.created_at)
-            if plan is not None:
-                self._start_clock(work, conv, plan)
+            self._start_clock(work, conv, self.clocks.start(FIRST_RESPONSE, row, m.created_at))
+        elif row["last_outbound_at"] is not None and not any(c.get("fulfilled_at") is None for c in conv.clocks):
+            # the customer writes again after an agent's reply: the next-response clock starts
+            self._start_clock(work, conv, self.clocks.start(NEXT_RESPONSE, row, m.created_at))
 
     def _start_clock(self, work: _Work, conv: _Conv, plan: ClockPlan) -> None:
         clock = {
@@ -239,7 +248,9 @@ class Pipeline:
         }
         conv.clocks.append(clock)
         conv.row["policy"] = plan.policy
-        conv.row["due_business"], conv.row["due_wall"] = plan.business_due, plan.wall_due
+        running = [c for c in conv.clocks if c.get("fulfilled_at") is None]
+        conv.row["due_business"] = min(c["business_due"] for c in running)
+        conv.row["due_wall"] = min(c["wall_due"] for c in running)
         work.events.append((conv, {"target": plan.target, "kind": "activate", "at": plan.started_at,
                                    "business_due": plan.business_due, "wall_due": plan.wall_due,
                                    "business_s": 0.0, "wall_s": 0.0, "detail": f"policy {plan.policy}", "clock": clock}))
@@ -250,6 +261,8 @@ class Pipeline:
         row["message_count"] += 1
         row["last_message_at"] = max(filter(None, (row["last_message_at"], m.created_at)))
         row["last_outbound_at"] = m.created_at
+        if row["account"] == UNKNOWN_ACCOUNT:
+            row["account"] = m.account  # e.g. a TWCS opener that named no brand: the brand that answers owns it
         if not self.clocks.counts_as_response(m):
             return
         for clock in conv.clocks:

@@ -23,6 +23,7 @@ from carebox.errors import AuthenticationFailed, ConfigError, ConnectorError
 from carebox.pipeline import Pipeline, consume
 from carebox.ports import Connector, MentionSink
 from carebox.queue import EmbeddedQueue
+from carebox.scheduler import Scheduler
 from carebox.store import ingest as store_ingest
 from carebox.store.engine import make_engine
 from carebox.store.migrate import upgrade
@@ -145,5 +146,13 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow)
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    app.cleanup_ctx.extend([http_ctx, store_ctx, consumer_ctx, connectors_ctx])
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        scheduler = Scheduler(app[engine_key], app[clocks_key], now)
+        app[pipeline_key].on_clocks = scheduler.arm
+        await scheduler.start()
+        yield
+        scheduler.shutdown()
+
+    # the scheduler starts last and stops first
+    app.cleanup_ctx.extend([http_ctx, store_ctx, consumer_ctx, connectors_ctx, scheduler_ctx])
     return app

@@ -121,3 +121,16 @@ async def test_mentions_arriving_in_one_batch_out_of_order_are_threaded_in_time_
     await pipeline.ingest([IngestBatch("sim", (a, q))], NOW)
     [conv] = await _conversations(engine)
     assert conv["first_response_at"] == q.created_at + timedelta(minutes=5)
+
+
+async def test_customer_writing_again_after_a_reply_starts_the_next_response_clock(pipeline, engine, mention):
+    q = mention("how do I change my plan?", when="2026-11-17T10:00:00+01:00")
+    a = mention("In the app, under Plan.", when="2026-11-17T10:10:00+01:00", author="acme",
+                direction=Direction.OUTBOUND, in_reply_to=q.external_id)
+    again = mention("I can't find it", when="2026-11-17T10:20:00+01:00", in_reply_to=a.external_id)
+    await pipeline.ingest([IngestBatch("sim", (q, a, again))], NOW)
+    [conv] = await _conversations(engine)
+    assert conv["due_wall"] == at("2026-11-17T11:20:00+01:00")  # the customer's hour, from their new message
+    detail = await queries.conversation(engine, conv["id"])
+    assert [(e["target"], e["kind"]) for e in detail["sla_events"]] == [
+        ("first_response", "activate"), ("first_response", "fulfil"), ("next_response", "activate")]

@@ -1,0 +1,87 @@
+"""APScheduler 3 wiring: SLA warnings and breaches at their exact instant, and a reconciling sweep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carebox import escalation
+from carebox.clocks import ClockBook
+from carebox.store import clocks as store
+
+log = logging.getLogger(__name__)
+SWEEP_ID = "sla:sweep"
+
+
+class Scheduler:
+    """Timed work of one process: a date job per SLA instant, re-armed from the store at start."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        book: ClockBook,
+        now: Callable[[], datetime],
+        *,
+        sweep_s: float = 60.0,
+        on_fired: Callable[[list[escalation.Fired]], None] | None = None,
+    ) -> None:
+        self.engine, self.book, self.now = engine, book, now
+        self.sweep_s = sweep_s
+        self.on_fired = on_fired
+        self.aps = AsyncIOScheduler(timezone=UTC)
+
+    async def start(self) -> None:
+        """Start, re-arm every running clock from the store, and run the first sweep."""
+        self.aps.start()
+        self.arm(await store.running(self.engine))
+        self.aps.add_job(self.sweep, "interval", seconds=self.sweep_s, id=SWEEP_ID, replace_existing=True,
+                         coalesce=True, max_instances=1, next_run_time=self.now())
+
+    def shutdown(self) -> None:
+        """Stop without waiting for running jobs (their work is idempotent and re-armed at start)."""
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
+
+    def arm(self, clocks: Iterable[Mapping[str, Any]]) -> int:
+        """(Re)schedule the instants of these clocks; a fulfilled clock loses its jobs. Returns jobs armed."""
+        now, armed = self.now(), 0
+        for clock in clocks:
+            if clock.get("id") is None:
+                continue
+            if clock.get("fulfilled_at") is not None:
+                self._cancel(clock["id"])
+                continue
+            for timer in escalation.timers(self.book, clock, now):
+                self.aps.add_job(
+                    self._fire, "date", run_date=timer.at, args=[timer.clock_id, timer.kind],
+                    id=f"sla:{timer.clock_id}:{timer.kind}", replace_existing=True, misfire_grace_time=None,
+                )
+                armed += 1
+        return armed
+
+    def _cancel(self, clock_id: int) -> None:
+        for job in self.aps.get_jobs():
+            if job.id.startswith(f"sla:{clock_id}:"):
+                try:
+                    job.remove()
+                except JobLookupError:
+                    pass
+
+    async def _fire(self, clock_id: int, kind: str) -> None:
+        event = await escalation.fire(self.engine, self.book, clock_id, kind, self.now())
+        if event is not None and self.on_fired:
+            self.on_fired([event])
+
+    async def sweep(self) -> None:
+        """Reconcile: fire anything whose instant passed without its event."""
+        fired = await escalation.sweep(self.engine, self.book, self.now)
+        if fired:
+            log.info("SLA sweep fired %d missed event(s)", len(fired))
+            if self.on_fired:
+                self.on_fired(fired)

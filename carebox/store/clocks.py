@@ -1,0 +1,57 @@
+"""SQL for timed SLA events: running clocks, marking warnings and breaches at most once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carebox.store.ingest import clock_t, conversation_t, event_t
+
+
+async def running(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every clock not yet fulfilled, with its conversation's status and assignee."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(clock_t, conversation_t.c.status, conversation_t.c.assignee_id)
+            .join(conversation_t, conversation_t.c.id == clock_t.c.conversation_id)
+            .where(clock_t.c.fulfilled_at.is_(None), conversation_t.c.status != "resolved")
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def overdue(engine: AsyncEngine, now: datetime) -> list[tuple[int, str]]:
+    """(clock id, "warn" | "breach") for instants passed without their event (the sweep's work)."""
+    async with engine.connect() as conn:
+        open_ = sa.and_(clock_t.c.fulfilled_at.is_(None), conversation_t.c.status == "open")
+        joined = clock_t.join(conversation_t, conversation_t.c.id == clock_t.c.conversation_id)
+        warn = await conn.execute(sa.select(clock_t.c.id).select_from(joined).where(
+            open_, clock_t.c.warned_at.is_(None), clock_t.c.warn_at <= now, clock_t.c.breached_at.is_(None)))
+        breach = await conn.execute(sa.select(clock_t.c.id).select_from(joined).where(
+            open_, clock_t.c.breached_at.is_(None), clock_t.c.business_due <= now))
+        return [(i, "warn") for (i,) in warn] + [(i, "breach") for (i,) in breach]
+
+
+async def load_for_update(conn: AsyncConnection, clock_id: int) -> dict[str, Any] | None:
+    """A clock with its conversation's status, inside the caller's write transaction."""
+    row = (await conn.execute(
+        sa.select(clock_t, conversation_t.c.status, conversation_t.c.assignee_id)
+        .join(conversation_t, conversation_t.c.id == clock_t.c.conversation_id)
+        .where(clock_t.c.id == clock_id)
+    )).first()
+    return dict(row._mapping) if row else None
+
+
+async def mark(conn: AsyncConnection, clock_id: int, values: dict[str, Any], event: dict[str, Any]) -> None:
+    """Update a clock and log the event that changed it."""
+    await conn.execute(clock_t.update().where(clock_t.c.id == clock_id).values(**values))
+    await conn.execute(event_t.insert().values(**event))
+
+
+async def event_logged(conn: AsyncConnection, clock_id: int, kind: str, detail: str) -> bool:
+    """Whether this exact event was already logged for the clock (escalation steps fire once)."""
+    found = await conn.execute(sa.select(event_t.c.id).where(
+        event_t.c.clock_id == clock_id, event_t.c.kind == kind, event_t.c.detail == detail).limit(1))
+    return found.first() is not None
