@@ -17,6 +17,8 @@ ENV_CONFIG = "CAREBOX_CONFIG"
 ENV_DATABASE_URL = "CAREBOX_DATABASE_URL"
 ENV_QUEUE_URL = "CAREBOX_QUEUE_URL"
 QUEUE_SCHEMES = ("memory", "redis", "rediss")
+SECTIONS = ("carebox", "database", "queue", "web", "pipeline", "connectors", "calendars", "policies", "sla",
+            "triage", "outage", "alerting", "notifiers", "inbox", "reports", "scaleout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,9 @@ def parse(
     """Settings from a loaded TOML document and the environment overrides; ConfigError names file and key."""
     environ = {} if environ is None else environ
     try:
+        unknown = sorted(set(doc) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(unknown[0], f"a known section ({', '.join(SECTIONS)})")
         core = _table(doc, "carebox")
         data_dir = _typed(core, "carebox", "data_dir", str, "carebox-data")
         languages = core.get("languages", ["en", "fr"])
