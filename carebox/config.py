@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carebox import outage, sla, triage
+from carebox import alerting, outage, sla, triage
 from carebox.duration import parse_duration
 from carebox.errors import ConfigError
 
@@ -62,6 +62,7 @@ class Settings:
     sla: sla.SlaSettings = field(default_factory=lambda: sla.parse_settings({}))
     triage: triage.TriageSettings = field(default_factory=lambda: triage.parse_settings({}))
     outage: outage.DetectorSettings = field(default_factory=lambda: outage.parse_settings({}))
+    alerting: alerting.AlertingSettings = field(default_factory=lambda: alerting.parse_settings({}))
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -177,6 +178,7 @@ def parse(
             sla=sla.parse_settings(doc, read_file=read_file),
             triage=triage.parse_settings(_table(doc, "triage")),
             outage=outage.parse_settings(_table(doc, "outage")),
+            alerting=alerting.parse_settings(doc),
             raw=doc,
         )
     except ConfigError as err:

@@ -212,3 +212,97 @@ class AuditEvent(SQLModel, table=True):
     action: str
     conversation_id: int | None = Field(default=None, index=True)
     detail: str = ""
+
+
+# --- the inbox (issue 7): canned responses, agent profiles, API tokens, dead-letter handling ------------
+
+
+class CannedResponse(SQLModel, table=True):
+    """A reusable answer with {customer_name} / {agent_first_name} variables, per language."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    language: str = Field(default="en", index=True)
+    body: str
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AgentProfile(SQLModel, table=True):
+    """What automatic assignment knows of an agent: availability, capacity, languages, skills."""
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    available: bool = False
+    capacity: int = 10
+    languages: str = "[]"
+    skills: str = "[]"
+    last_seen_at: datetime | None = _at()
+    last_assigned_at: datetime | None = _at()
+
+
+class ApiToken(SQLModel, table=True):
+    """A Bearer token for /api/v1; only its SHA-256 is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str
+    token_hash: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = _at()
+    revoked_at: datetime | None = _at()
+
+
+class DeadLetterHandling(SQLModel, table=True):
+    """What an operator did with a dead letter: requeued or marked as handled."""
+
+    dead_letter_id: int = Field(foreign_key="deadletter.id", primary_key=True)
+    outcome: str
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# Inbox indexes on existing tables (declared here so migrations and metadata agree): keyset pagination of the
+# saved views in due-time order, the resolved view, and the incident view.
+sa.Index("ix_conversation_status_assignee_due", Conversation.__table__.c.status,  # type: ignore[attr-defined]
+         Conversation.__table__.c.assignee_id, Conversation.__table__.c.due_business)  # type: ignore[attr-defined]
+sa.Index("ix_conversation_status_resolved", Conversation.__table__.c.status,  # type: ignore[attr-defined]
+         Conversation.__table__.c.resolved_at)  # type: ignore[attr-defined]
+sa.Index("ix_conversation_incident", Conversation.__table__.c.incident_id,  # type: ignore[attr-defined]
+         Conversation.__table__.c.status)  # type: ignore[attr-defined]
+
+
+class Incident(SQLModel, table=True):
+    """An outage cluster: complaints about one service (or a whole brand) rising together."""
+
+    __table_args__ = (sa.Index("ix_incident_account_state", "account", "state"),)
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    cluster_key: str | None = None
+    title: str = ""
+    state: str = "open"
+    severity: str = "warning"
+    source: str = "detector"
+    dedup_key: str = Field(unique=True)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    detected_at: datetime = Field(sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = _at()
+    resolved_at: datetime | None = _at()
+    peak_count: int = 0
+    baseline: float = 0.0
+    reason: str = ""
+    series: str = "[]"
+    merged_into_id: int | None = Field(default=None, foreign_key="incident.id")
+
+
+class IncidentDelivery(SQLModel, table=True):
+    """Every attempt to tell someone about an incident (or an SLA escalation): who, when, what happened."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    receiver: str
+    action: str
+    dedup_key: str
+    attempt: int = 1
+    outcome: str
+    error: str = ""

@@ -98,6 +98,7 @@ class Pipeline:
         self.clocks = clocks
         self.quiet_gap = timedelta(seconds=quiet_gap_s)
         self.on_committed = on_committed
+        self.observers: list[Callable[[list[dict[str, Any]]], None]] = []
         self.on_clocks = on_clocks
 
     async def ingest(self, batches: Sequence[IngestBatch], now: datetime, *, sent_by: Mapping[str, int] | None = None) -> int:
@@ -116,8 +117,10 @@ class Pipeline:
             await sql.save_cursors(conn, cursors, now)
         metrics.MENTIONS_INGESTED.inc(len(work.mentions))
         metrics.DEAD_LETTERS.inc(len(rejected))
-        if self.on_committed and work.mentions:
-            self.on_committed([row for row, _ in work.mentions])
+        if work.mentions:
+            rows = [row for row, _ in work.mentions]
+            for observer in [*self.observers, *([self.on_committed] if self.on_committed else [])]:
+                observer(rows)
         if self.on_clocks:
             touched = [clock for conv in [*work.convs.values(), *work.new_convs] for clock in conv.clocks]
             if touched:

@@ -17,7 +17,10 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carebox.alerting import Router
 from carebox.clocks import ClockBook
+from carebox.incidents import OutageWatcher
+from carebox.outage import Detector
 from carebox.config import ConnectorSettings, Settings
 from carebox.errors import AuthenticationFailed, ConfigError, ConnectorError
 from carebox.pipeline import Pipeline, consume
@@ -28,8 +31,6 @@ from carebox.store import ingest as store_ingest
 from carebox.store.engine import make_engine
 from carebox.store.migrate import upgrade
 from carebox.triage import Triager
-from web.app import create_app
-from web.keys import clocks_key, connectors_key, engine_key, now_key, pipeline_key
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ CONNECTORS: dict[str, str] = {
     "webhook": "connectors.social.webhook",
 }
 RESTART_DELAY_S = 5.0
+OUTAGE_TICK_S = 60.0
 
 
 def utcnow() -> datetime:
@@ -78,6 +80,16 @@ def make_pipeline(settings: Settings, engine: AsyncEngine) -> tuple[Pipeline, Cl
     return pipeline, book
 
 
+def make_watcher(settings: Settings, engine: AsyncEngine, session: aiohttp.ClientSession) -> OutageWatcher:
+    """The outage detector with the configured alert routing and notifiers."""
+    from connectors.notify import NOTIFIERS, send_all
+
+    receivers = settings.alerting.receivers.values()
+    notifiers = {r.name: NOTIFIERS[r.kind](r.options, session, os.environ) for r in receivers}
+    router = Router(settings.alerting) if notifiers else None
+    return OutageWatcher(engine, Detector(settings.outage), router, notifiers, send_all, settings.web.base_url)
+
+
 async def supervise(connector: Connector, sink: MentionSink, engine: AsyncEngine) -> None:
     """Run a connector from its committed cursor, restarting it after failures (not after bad credentials)."""
     delay = RESTART_DELAY_S
@@ -103,6 +115,9 @@ async def supervise(connector: Connector, sink: MentionSink, engine: AsyncEngine
 
 async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow) -> web.Application:
     """The whole embedded process as one aiohttp application: resources start and stop with it."""
+    from web.app import create_app
+    from web.keys import clocks_key, connectors_key, engine_key, now_key, pipeline_key
+
     app = create_app(settings, session_secret=session_secret(settings.data_dir))
     queue = EmbeddedQueue(settings.pipeline.max_pending_batches)
     session = aiohttp.ClientSession()
@@ -149,7 +164,11 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow)
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         scheduler = Scheduler(app[engine_key], app[clocks_key], now)
         app[pipeline_key].on_clocks = scheduler.arm
+        watcher = make_watcher(settings, app[engine_key], session)
+        await watcher.start()
+        app[pipeline_key].observers.append(watcher.observe)
         await scheduler.start()
+        scheduler.every(OUTAGE_TICK_S, lambda: watcher.tick(now()), "outage:tick")
         yield
         scheduler.shutdown()
 

@@ -43,6 +43,11 @@ class Scheduler:
         self.aps.add_job(self.sweep, "interval", seconds=self.sweep_s, id=SWEEP_ID, replace_existing=True,
                          coalesce=True, max_instances=1, next_run_time=self.now())
 
+    def every(self, seconds: float, job: Callable[[], Any], job_id: str) -> None:
+        """Run `job` (a coroutine function) every `seconds`, never two at once."""
+        self.aps.add_job(job, "interval", seconds=seconds, id=job_id, replace_existing=True, coalesce=True,
+                         max_instances=1)
+
     def shutdown(self) -> None:
         """Stop without waiting for running jobs (their work is idempotent and re-armed at start)."""
         if self.aps.running:

@@ -1,0 +1,135 @@
+"""Outage incidents: the detector watches committed complaints, incidents group their conversations,
+and the alert router tells ops (PagerDuty, Slack, webhook, e-mail) in the manner of Alertmanager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carebox import alerting, outage
+from carebox.ports import Notifier
+from carebox.store import incidents as store
+
+log = logging.getLogger(__name__)
+WATCHED = ("outage", "complaint")
+SEVERITY = {"minor": "warning", "major": "error", "critical": "critical"}
+LINK_LOOKBACK = timedelta(minutes=30)
+Send = Callable[[Mapping[str, Notifier], Sequence[alerting.Delivery]], Awaitable[list[tuple[Any, BaseException | None]]]]
+
+
+def dedup_key(account: str, key: str | None, started_at: datetime) -> str:
+    """A stable key for one incident: the same for its trigger, escalations and resolve."""
+    return f"carebox/{account}/{key or '*'}/{started_at:%Y%m%dT%H%M}"
+
+
+def title(event: outage.EpisodeEvent) -> str:
+    """A one-line summary people read on a pager."""
+    what = f"complaints about {event.key}" if event.key else "complaints"
+    return f"@{event.account}: {what} rising ({event.count} in {event.window / 60:g} min, ~{event.baseline:.1f} expected)"
+
+
+class OutageWatcher:
+    """Feeds the detector from committed mentions, turns its episodes into incidents and alerts."""
+
+    def __init__(self, engine: AsyncEngine, detector: outage.Detector, router: alerting.Router | None = None,
+                 notifiers: Mapping[str, Notifier] | None = None, send: Send | None = None,
+                 base_url: str = "") -> None:
+        self.engine, self.detector, self.router = engine, detector, router
+        self.notifiers = notifiers or {}
+        self.send = send
+        self.base_url = base_url
+        self.open: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._pending_links: dict[int, set[int]] = {}
+
+    async def start(self) -> None:
+        """Restore the detector's state and the open incidents after a restart."""
+        state = await store.load_detector_state(self.engine)
+        if state:
+            self.detector.restore(orjson.loads(state))
+        for row in await store.open_incidents(self.engine):
+            self.open[(row["account"], row["cluster_key"])] = row
+
+    def observe(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Called with each committed batch of mention rows: complaints go to the detector."""
+        for row in rows:
+            if row.get("direction") != "in" or row.get("category") not in WATCHED:
+                continue
+            self.detector.observe(account=row["account"], cluster_key=row.get("cluster_key"), author=row["author_id"],
+                                  text=row["text"], at=row["created_at"], category=row["category"],
+                                  is_repost=bool(row.get("is_repost")))
+            incident = self.open.get((row["account"], row.get("cluster_key"))) or self.open.get((row["account"], None))
+            if incident is not None and row.get("conversation_id"):
+                self._pending_links.setdefault(incident["id"], set()).add(row["conversation_id"])
+
+    async def tick(self, now: datetime) -> list[outage.EpisodeEvent]:
+        """Close buckets up to `now`, act on the detector's episodes, deliver due alerts, save state."""
+        for incident_id, ids in self._pending_links.items():
+            await store.link_conversations(self.engine, incident_id, ids)
+        self._pending_links.clear()
+        events = self.detector.tick(now)
+        for event in events:
+            await self._apply(event, now)
+        await self.deliver(now)
+        await store.save_detector_state(self.engine, orjson.dumps(self.detector.snapshot()).decode(), now)
+        return events
+
+    async def _apply(self, event: outage.EpisodeEvent, now: datetime) -> None:
+        slot = (event.account, event.key)
+        severity = SEVERITY.get(event.severity, "warning")
+        if event.kind == "opened" or (event.kind == "escalated" and slot not in self.open):
+            values = {"account": event.account, "cluster_key": event.key, "title": title(event), "state": "open",
+                      "severity": severity, "source": "detector", "started_at": event.started_at,
+                      "detected_at": event.at, "dedup_key": dedup_key(event.account, event.key, event.started_at),
+                      "peak_count": event.count, "baseline": event.baseline, "reason": event.reason, "series": "[]"}
+            # complaints about the same service shortly before the spike belong to it; brand-wide, only those after
+            evidence = min(event.started_at, event.at - timedelta(seconds=event.window))
+            since = evidence - (LINK_LOOKBACK if event.key else timedelta(0))
+            incident_id, linked = await store.open_incident(self.engine, values, since)
+            self.open[slot] = {**values, "id": incident_id}
+            log.warning("incident %d opened: %s (%d conversations linked)", incident_id, values["title"], linked)
+        elif event.kind == "escalated":
+            incident = self.open[slot]
+            incident.update(severity=severity, peak_count=max(incident["peak_count"], event.count))
+            await store.update_incident(self.engine, incident["id"], severity=severity, peak_count=incident["peak_count"])
+        elif event.kind == "resolved" and slot in self.open:
+            incident = self.open.pop(slot)
+            incident["state"] = "resolved"
+            await store.update_incident(self.engine, incident["id"], state="resolved", resolved_at=event.at)
+            log.info("incident %d resolved", incident["id"])
+        else:
+            return
+        self._submit(self.open.get(slot) or incident, event, now)
+
+    def _submit(self, incident: Mapping[str, Any], event: outage.EpisodeEvent, now: datetime) -> None:
+        if self.router is None:
+            return
+        self.router.submit(alerting.Alert(
+            key=incident["dedup_key"], account=incident["account"], title=incident["title"],
+            severity=incident["severity"], status="resolved" if incident["state"] == "resolved" else "firing",
+            cluster=incident["cluster_key"], body=event.reason,
+            url=f"{self.base_url}/incidents/{incident['id']}" if self.base_url else None,
+            escalation=1 if event.kind == "escalated" else 0,
+            details={"count": event.count, "baseline": round(event.baseline, 2), "incident_id": incident["id"]},
+        ), now)
+
+    async def deliver(self, now: datetime) -> None:
+        """Send what the router says is due, and log every attempt with its incident."""
+        if self.router is None or self.send is None:
+            return
+        deliveries = self.router.due(now)
+        if not deliveries:
+            return
+        by_key = {i["dedup_key"]: i["id"] for i in self.open.values()}
+        rows = []
+        for delivery, error in await self.send(self.notifiers, deliveries):
+            self.router.delivered(delivery, error is None, now, None if error is None else str(error))
+            rows.append({"incident_id": by_key.get(delivery.notification.key), "at": now, "receiver": delivery.receiver,
+                         "action": delivery.notification.action, "dedup_key": delivery.notification.key,
+                         "attempt": delivery.attempt, "outcome": "ok" if error is None else "failed",
+                         "error": "" if error is None else str(error)[:500]})
+        await store.log_deliveries(self.engine, rows)
