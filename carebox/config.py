@@ -18,7 +18,7 @@ ENV_DATABASE_URL = "CAREBOX_DATABASE_URL"
 ENV_QUEUE_URL = "CAREBOX_QUEUE_URL"
 QUEUE_SCHEMES = ("memory", "redis", "rediss")
 SECTIONS = ("carebox", "database", "queue", "web", "pipeline", "connectors", "calendars", "policies", "sla",
-            "triage", "outage", "alerting", "notifiers", "inbox", "reports", "scaleout")
+            "triage", "outage", "alerting", "notifiers", "inbox", "reports", "scaleout", "privacy")
 
 
 @dataclass(frozen=True, slots=True)
