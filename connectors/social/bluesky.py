@@ -33,6 +33,7 @@ from carebox.ports import (
     SentReply,
 )
 from connectors._http import Backoff, error_for_status, parse_rate_reset, with_retries
+from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ class BlueskyConnector:
                         raise BadPayload("notification is not an object with a uri")
                     at = parse_datetime(n.get("indexedAt"), "indexedAt")
                 except BadPayload as err:
-                    payload = orjson.dumps(n, default=str).decode()
+                    payload = payload_text(n)
                     if payload not in self._undated:  # cannot be placed before or after the cursor
                         self._undated.add(payload)
                         rejected.append(Rejected(self.name, payload, err.reason))
@@ -384,7 +385,7 @@ class BlueskyConnector:
                     parse_notification(n, account=self.account, brand_did=self.did, web_url=self.options.web_url)
                 )
             except BadPayload as err:
-                rejected.append(Rejected(self.name, orjson.dumps(n, default=str).decode(), err.reason))
+                rejected.append(Rejected(self.name, payload_text(n), err.reason))
         if mentions and self.options.fetch_profiles:
             mentions = await self._with_followers(mentions)
         new_state = advance_cursor(state, seen)

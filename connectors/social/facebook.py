@@ -39,6 +39,7 @@ from carebox.ports import (
     SentReply,
 )
 from connectors._http import error_for_status, with_retries
+from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def parse_delivery(
 
 
 def _dump(obj: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+    return payload_text(obj)
 
 
 def graph_error(connector: str, status: int, headers: Any, body: bytes) -> ConnectorError:

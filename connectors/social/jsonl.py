@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -129,3 +130,11 @@ def parse_line(line: bytes | str, *, network: str | None = None, account: str | 
     except orjson.JSONDecodeError as err:
         raise BadPayload(f"not JSON: {err}") from err
     return parse_mention(obj, network=network, account=account)
+
+
+def payload_text(obj: Any) -> str:
+    """Any decoded JSON value as text for a dead letter: never fails (big integers, odd types included)."""
+    try:
+        return orjson.dumps(obj, default=str).decode()
+    except TypeError:  # orjson refuses integers beyond 64 bits; the standard library does not
+        return json.dumps(obj, default=str, ensure_ascii=False)

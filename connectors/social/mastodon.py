@@ -35,6 +35,7 @@ from carebox.ports import (
     SentReply,
 )
 from connectors._http import Backoff, error_for_status, request_json, with_retries
+from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def parse_notifications(body: Any, *, source: str, account: str, instance_host: 
         try:
             mention = parse_notification(item, account=account, instance_host=instance_host)
         except BadPayload as err:
-            rejected.append(Rejected(source, orjson.dumps(item).decode(), err.reason))
+            rejected.append(Rejected(source, payload_text(item), err.reason))
         else:
             if mention is not None:
                 mentions.append(mention)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from carebox.errors import BadPayload, ConfigError
-from carebox.ports import InboundMention, IngestBatch, MentionSink, OutboundReply, Rejected, SentReply
+from carebox.ports import (
+    InboundMention,
+    IngestBatch,
+    MentionSink,
+    OutboundReply,
+    Rejected,
+    SentReply,
+)
 from connectors.social.jsonl import parse_line
 from connectors.social.replay_twcs import (
     TWCS_COLUMNS,

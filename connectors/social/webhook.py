@@ -33,7 +33,7 @@ from carebox.ports import (
 )
 from connectors._http import Backoff, request_json, with_retries
 from connectors._signing import SIGNATURE_HEADER, sign, verify
-from connectors.social.jsonl import parse_mention
+from connectors.social.jsonl import parse_mention, payload_text
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def parse_delivery(
         try:
             mentions.append(parse_mention(item, network=network, account=account))
         except BadPayload as err:
-            payload = orjson.dumps(item).decode()
+            payload = payload_text(item)
             rejected.append(Rejected(source, payload, f"item {index}: {err.reason}"))
     return tuple(mentions), tuple(rejected)
 

@@ -32,6 +32,7 @@ from carebox.ports import (
     SentReply,
 )
 from connectors._http import Backoff, error_for_status, parse_rate_reset, request_json
+from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def parse_page(
         try:
             mention = parse(item, users, account=account, brand_user_id=brand_user_id)
         except BadPayload as err:
-            rejected.append(Rejected(source, orjson.dumps(item).decode(), err.reason))
+            rejected.append(Rejected(source, payload_text(item), err.reason))
         else:
             if mention is not None:
                 mentions.append(mention)

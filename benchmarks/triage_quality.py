@@ -1,0 +1,105 @@
+"""Sentiment quality of carebox vs plain TextBlob / textblob-fr on labelled tweets.
+
+    python benchmarks/triage_quality.py --data ../shared/data/sentiment
+
+Balanced accuracy is over negative (label 0) and positive (label 2) texts, neutral excluded:
+`bacc` is strict (a polarity of exactly 0 is a miss for both classes), `bacc0+` reads polarity >= 0
+as positive (the convention under which TextBlob scores about 0.65 EN / 0.60 FR). Coverage is the
+share of those texts with a non-zero polarity. The lexicon was built by hand from the `train` splits (en_umsab_train and
+fr_deft_train/train_*): report on en_tweeteval_val and fr_deft_train/val_* (held out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from carebox.sentiment import SentimentAnalyzer, reference_polarity
+
+SETS = {
+    # name: (folder, text file, label file, lang, role)
+    "en_tweeteval_val": ("en_tweeteval_val", "val_text.txt", "val_labels.txt", "en", "held-out"),
+    "fr_deft_val": ("fr_deft_train", "val_text.txt", "val_labels.txt", "fr", "held-out"),
+    "en_umsab_train": ("en_umsab_train", "train_text.txt", "train_labels.txt", "en", "train"),
+    "fr_deft_train": ("fr_deft_train", "train_text.txt", "train_labels.txt", "fr", "train"),
+}
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def load(folder: Path, text_file: str, label_file: str) -> list[tuple[str, int]]:
+    """Return (text, label) pairs for labels 0 (negative) and 2 (positive)."""
+    texts = (folder / text_file).read_text(encoding="utf-8").splitlines()
+    labels = (folder / label_file).read_text(encoding="utf-8").split()
+    pairs = []
+    for text, label in zip(texts, labels):
+        if label in ("0", "2"):
+            pairs.append((_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text), int(label)))
+    return pairs
+
+
+def balanced_accuracy(labels: list[int], values: list[float], zero_is_positive: bool) -> float:
+    """Mean of the recalls of negative (0) and positive (2) texts."""
+    hits = {0: 0, 2: 0}
+    totals = {0: 0, 2: 0}
+    for label, p in zip(labels, values):
+        totals[label] += 1
+        positive = p > 0 or (zero_is_positive and p == 0)
+        if (label == 2 and positive) or (label == 0 and p < 0):
+            hits[label] += 1
+    return sum(hits[c] / totals[c] for c in totals if totals[c]) / 2
+
+
+def score(pairs: list[tuple[str, int]], polarity: Callable[[str], float]) -> tuple[float, float, float, float]:
+    """Strict and zero-as-positive balanced accuracy, coverage and texts per second of one scorer."""
+    start = time.perf_counter()
+    values = [polarity(text) for text, _ in pairs]
+    elapsed = time.perf_counter() - start
+    labels = [label for _, label in pairs]
+    coverage = sum(1 for p in values if p != 0) / len(values)
+    return (balanced_accuracy(labels, values, False), balanced_accuracy(labels, values, True),
+            coverage, len(values) / elapsed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the quality table; exit 2 when the data folder is absent."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/sentiment", type=Path)
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated set names")
+    parser.add_argument("--errors", type=int, default=0, help="print N misclassified texts per set")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"data folder {args.data} not found; pass --data PATH/TO/sentiment", file=sys.stderr)
+        return 2
+    analyzer = SentimentAnalyzer()
+    print(f"{'set':18} {'role':9} {'n':>5}  {'scorer':12} {'bacc':>6} {'bacc0+':>6} {'coverage':>8} "
+          f"{'texts/s':>8}")
+    for name in args.sets.split(","):
+        folder, text_file, label_file, lang, role = SETS[name]
+        if not (args.data / folder / text_file).is_file():
+            print(f"{name}: missing {args.data / folder / text_file}", file=sys.stderr)
+            continue
+        pairs = load(args.data / folder, text_file, label_file)
+        baseline = "textblob-fr" if lang == "fr" else "textblob"
+        scorers = {
+            "carebox": lambda t, lang=lang: analyzer.polarity(t, lang),
+            baseline: lambda t, lang=lang: reference_polarity(t, lang),
+        }
+        for scorer, fn in scorers.items():
+            strict, zero_pos, cov, tps = score(pairs, fn)
+            print(f"{name:18} {role:9} {len(pairs):5d}  {scorer:12} {strict:6.3f} {zero_pos:6.3f} {cov:8.3f} "
+                  f"{tps:8.0f}")
+        for text, label in pairs[: args.errors * 20]:
+            p = analyzer.polarity(text, lang)
+            if (label == 2 and p <= 0) or (label == 0 and p >= 0):
+                print(f"  miss label={label} p={p:+.2f} {text[:150]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Triage of one customer message: language, polarity, category (with outage cluster key), priority."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+from carebox import lexicon_triage as lex
+from carebox.errors import ConfigError
+from carebox.ports import Category, Priority
+from carebox.sentiment import LANGS as SENTIMENT_LANGS
+from carebox.sentiment import SentimentAnalyzer
+
+_CATEGORY_DEFAULTS = {"outage": 4, "complaint": 3, "question": 3, "praise": 0, "other": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Triage:
+    """What triage decided about one message, with a short human reason."""
+
+    language: str
+    polarity: float
+    category: Category
+    cluster_key: str | None
+    priority: Priority
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriageInput:
+    """One message to triage in batch form (picklable, for a process pool)."""
+
+    text: str
+    followers: int | None = None
+    verified: bool = False
+    public: bool = True
+    reposts: int = 0
+    recent_contacts: int = 0
+    lang_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriageSettings:
+    """The [triage] table: languages, priority points and thresholds, word-list additions."""
+
+    languages: tuple[str, ...] = ("en", "fr")
+    default_language: str = "en"
+    p1: int = 7
+    p2: int = 5
+    p3: int = 3
+    category_points: Mapping[str, int] = field(default_factory=lambda: dict(_CATEGORY_DEFAULTS))
+    negative: float = -0.2
+    very_negative: float = -0.5
+    negative_points: int = 1
+    very_negative_points: int = 2
+    praise: float = 0.3
+    urgent_points: int = 2
+    followers_high: int = 10_000
+    followers_very_high: int = 100_000
+    followers_points: int = 1
+    followers_very_high_points: int = 2
+    verified_points: int = 1
+    reposts_high: int = 20
+    reposts_points: int = 1
+    public_negative_points: int = 1
+    repeat_contacts: int = 1
+    repeat_points: int = 1
+    many_contacts: int = 3
+    many_contacts_points: int = 2
+    urgency_words: frozenset[str] = frozenset()
+    spam_phrases: tuple[str, ...] = ()
+    services: Mapping[str, str] = field(default_factory=dict)
+    lexicon: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+def _get(raw: Mapping[str, Any], key: str, kind: type, default: Any, expected: str) -> Any:
+    value = raw.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"triage.{key}", expected)
+    return value
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"triage.{key}", "a table")
+    return value
+
+
+def _int(raw: Mapping[str, Any], section: str, key: str, default: int) -> int:
+    value = _table(raw, section).get(key, default) if section else raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"triage.{section}.{key}", "a non-negative integer")
+    return value
+
+
+def _float(raw: Mapping[str, Any], section: str, key: str, default: float) -> float:
+    value = _table(raw, section).get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
+        raise ConfigError(f"triage.{section}.{key}", "a number between -1 and 1")
+    return float(value)
+
+
+def _words(raw: Mapping[str, Any], key: str) -> list[str]:
+    value = _table(raw, "words").get(key, [])
+    if not isinstance(value, list) or not all(isinstance(w, str) and w.strip() for w in value):
+        raise ConfigError(f"triage.words.{key}", "a list of non-empty strings")
+    return [w.strip().lower() for w in value]
+
+
+def _languages(raw: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    langs = raw.get("languages", ["en", "fr"])
+    if (
+        not isinstance(langs, list)
+        or not langs
+        or not all(isinstance(x, str) and re.fullmatch(r"[a-z]{2,3}", x) for x in langs)
+    ):
+        raise ConfigError("triage.languages", 'a non-empty list of ISO 639-1 codes, e.g. ["en", "fr"]')
+    default = raw.get("default_language", langs[0])
+    if default not in langs:
+        raise ConfigError("triage.default_language", f"one of {', '.join(langs)}")
+    return tuple(langs), default
+
+
+def _services(raw: Mapping[str, Any]) -> dict[str, str]:
+    services = _table(_table(raw, "words"), "services") if "words" in raw else {}
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in services.items()):
+        raise ConfigError("triage.words.services", 'a table of term = "cluster key" strings')
+    return {k.lower(): v.lower() for k, v in services.items()}
+
+
+def _lexicon(raw: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    lexicon = _table(raw, "lexicon")
+    out: dict[str, dict[str, float]] = {}
+    for lang, words in lexicon.items():
+        if lang not in SENTIMENT_LANGS or not isinstance(words, Mapping):
+            raise ConfigError(f"triage.lexicon.{lang}", f"a table for one of {', '.join(SENTIMENT_LANGS)}")
+        for word, p in words.items():
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not -1 <= p <= 1:
+                raise ConfigError(f"triage.lexicon.{lang}.{word}", "a polarity between -1 and 1")
+        if words:
+            out[lang] = {w.lower(): float(p) for w, p in words.items()}
+    return out
+
+
+def parse_settings(raw: Mapping[str, Any]) -> TriageSettings:
+    """Build TriageSettings from the loaded [triage] table; {} gives the defaults."""
+    languages, default_language = _languages(raw)
+    points = _table(raw, "points")
+    for key in points:
+        if key not in _CATEGORY_DEFAULTS and key not in _POINT_KEYS:
+            raise ConfigError(f"triage.points.{key}", "a known point name: " + ", ".join(
+                [*_CATEGORY_DEFAULTS, *_POINT_KEYS]))
+    d = TriageSettings()
+    p1, p2, p3 = (_int(raw, "priority", k, getattr(d, k)) for k in ("p1", "p2", "p3"))
+    if not p1 >= p2 >= p3:
+        raise ConfigError("triage.priority", "thresholds with p1 >= p2 >= p3")
+    kwargs = {k: _int(raw, "points", k, getattr(d, attr)) for k, attr in _POINT_KEYS.items()}
+    return TriageSettings(
+        languages=languages,
+        default_language=default_language,
+        p1=p1,
+        p2=p2,
+        p3=p3,
+        category_points={k: _int(raw, "points", k, v) for k, v in _CATEGORY_DEFAULTS.items()},
+        negative=_float(raw, "sentiment", "negative", d.negative),
+        very_negative=_float(raw, "sentiment", "very_negative", d.very_negative),
+        praise=_float(raw, "sentiment", "praise", d.praise),
+        followers_high=_int(raw, "reach", "followers_high", d.followers_high),
+        followers_very_high=_int(raw, "reach", "followers_very_high", d.followers_very_high),
+        reposts_high=_int(raw, "reach", "reposts_high", d.reposts_high),
+        repeat_contacts=_int(raw, "reach", "repeat_contacts", d.repeat_contacts),
+        many_contacts=_int(raw, "reach", "many_contacts", d.many_contacts),
+        urgency_words=frozenset(_words(raw, "urgency")),
+        spam_phrases=tuple(_words(raw, "spam")),
+        services=_services(raw),
+        lexicon=_lexicon(raw),
+        **{_POINT_KEYS[k]: v for k, v in kwargs.items()},
+    )
+
+
+# [triage.points] names -> TriageSettings attributes (besides the category names).
+_POINT_KEYS = {
+    "negative": "negative_points",
+    "very_negative": "very_negative_points",
+    "urgent": "urgent_points",
+    "followers": "followers_points",
+    "followers_very_high": "followers_very_high_points",
+    "verified": "verified_points",
+    "reposts": "reposts_points",
+    "public_negative": "public_negative_points",
+    "repeat": "repeat_points",
+    "many_contacts": "many_contacts_points",
+}
+
+
+@lru_cache(maxsize=8)
+def _identifier(languages: tuple[str, ...]) -> LanguageIdentifier:
+    """py3langid restricted to `languages` (the model ships with the package; loaded once)."""
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)
+    try:
+        ident.set_languages(list(languages))
+    except ValueError as err:
+        raise ConfigError("triage.languages", f"codes py3langid knows ({err})") from err
+    return ident
+
+
+_ACTIONABLE = frozenset((Category.OUTAGE, Category.COMPLAINT, Category.QUESTION))
+# Broad keys that yield to a more specific one in the same message ("réseau 4G" -> 4g).
+_GENERIC_SERVICES = frozenset(("network", "internet", "calls"))
+_STRIP = ".,;:!?()[]{}\"'`*#@&~|<>«»“”‘’-"
+
+
+def _first(tokens: Sequence[str], words: frozenset[str]) -> str | None:
+    """The first token found in `words` (a set test first: most messages have none)."""
+    if words.isdisjoint(tokens):
+        return None
+    return next(t for t in tokens if t in words)
+
+
+class Triager:
+    """Triage messages with the given settings (defaults when None)."""
+
+    def __init__(self, settings: TriageSettings | None = None) -> None:
+        self.settings = settings or TriageSettings()
+        self._sentiment = SentimentAnalyzer(self.settings.lexicon)
+        self._langid = _identifier(self.settings.languages)
+        self._en_fr = set(self.settings.languages) == {"en", "fr"}
+        self._services = {**lex.SERVICES, **self.settings.services}
+        self._bigram_firsts = frozenset(k.split()[0] for k in self._services if " " in k)
+        self._service_words = frozenset(k for k in self._services if " " not in k) | self._bigram_firsts
+        self._urgency = lex.URGENCY | self.settings.urgency_words
+        self._spam = lex.SPAM_PHRASES + self.settings.spam_phrases
+        firsts = [p.split()[0] for p in self._spam if p.split()]
+        # A phrase is looked for only when its first word is a token; odd first words disable that.
+        self._spam_firsts = frozenset(firsts) if all(re.fullmatch(r"[\w-]+", w) for w in firsts) else None
+
+    def triage_many(self, items: Sequence[TriageInput]) -> list[Triage]:
+        """Triage a batch; same results as calling triage() on each item."""
+        return [
+            self.triage(
+                i.text, followers=i.followers, verified=i.verified, public=i.public,
+                reposts=i.reposts, recent_contacts=i.recent_contacts, lang_hint=i.lang_hint,
+            )
+            for i in items
+        ]
+
+    def triage(
+        self,
+        text: str,
+        *,
+        followers: int | None = None,
+        verified: bool = False,
+        public: bool = True,
+        reposts: int = 0,
+        recent_contacts: int = 0,
+        lang_hint: str | None = None,
+    ) -> Triage:
+        """Triage one message: language, polarity, category and cluster key, priority and why."""
+        lang = self.language(text, lang_hint)
+        if lang in SENTIMENT_LANGS:
+            scored = self._sentiment.analyse(text, lang)
+            polarity, tokens, failure = scored.polarity, scored.tokens, scored.failure
+        else:  # no lexicon for this language: neutral, tokens still give categories a chance
+            polarity, tokens, failure = 0.0, tuple(text.lower().split()), False
+        category, cluster_key, why = self._categorise(text, tokens, polarity, failure)
+        if category in (Category.PRAISE, Category.OTHER) and not self._urgency.isdisjoint(tokens):
+            category, why = Category.QUESTION, "question: urgent request"
+        reach = TriageInput(text, followers, verified, public, reposts, recent_contacts, lang_hint)
+        priority, how = self._prioritise(category, polarity, tokens, reach)
+        return Triage(lang, round(polarity, 4), category, cluster_key, priority, f"{why}; {how}")
+
+    def language(self, text: str, hint: str | None = None) -> str:
+        """The message's language among the configured ones (hint first, then rules, then py3langid)."""
+        languages = self.settings.languages
+        if hint:
+            code = hint.lower().split("-")[0].split("_")[0]
+            if code in languages:
+                return code
+        words = {w.strip(_STRIP) for w in text.lower().split()}
+        words.discard("")
+        if not words:
+            return self.settings.default_language
+        if self._en_fr:
+            voted = lex.vote_en_fr(text, words)
+            if voted:
+                return voted
+        lang, _score = self._langid.classify(text)
+        return str(lang)
+
+    def _categorise(
+        self, text: str, tokens: Sequence[str], polarity: float, failure: bool
+    ) -> tuple[Category, str | None, str]:
+        lowered = text.lower()
+        if self._spam_firsts is None or not self._spam_firsts.isdisjoint(tokens):
+            for phrase in self._spam:
+                if phrase in lowered:
+                    return Category.SPAM, None, f'spam: "{phrase}"'
+        if lowered.count("http") + lowered.count("www.") >= 3:
+            return Category.SPAM, None, "spam: several links"
+        service = self._service(tokens)
+        outage_word = _first(tokens, lex.OUTAGE_WORDS)
+        if service and (failure or outage_word):
+            cue = "not working" if failure else outage_word
+            return Category.OUTAGE, service, f'outage: {service} {cue}'
+        if outage_word in lex.OUTAGE_NOUNS:
+            return Category.OUTAGE, None, f'outage: "{outage_word}", no service named'
+        s = self.settings
+        if polarity <= s.negative or failure:
+            return Category.COMPLAINT, None, f"complaint: negative tone ({polarity:+.2f})"
+        if "?" in text or (tokens and tokens[0] in lex.QUESTION_STARTS):
+            return Category.QUESTION, None, "question: asks something"
+        if polarity >= s.praise or (polarity > 0 and not lex.THANKS.isdisjoint(tokens)):
+            return Category.PRAISE, None, f"praise: positive tone ({polarity:+.2f})"
+        if polarity < 0:
+            return Category.COMPLAINT, None, f"complaint: slightly negative ({polarity:+.2f})"
+        return Category.OTHER, None, "other: no care signal"
+
+    def _service(self, tokens: Sequence[str]) -> str | None:
+        services = self._services
+        firsts = self._bigram_firsts
+        if self._service_words.isdisjoint(tokens):
+            return None
+        generic = None
+        for k, t in enumerate(tokens):
+            key = services.get(t)
+            if t in firsts:
+                key = services.get(" ".join(tokens[k : k + 3])) or services.get(
+                    " ".join(tokens[k : k + 2])
+                ) or key
+            if key in _GENERIC_SERVICES:
+                generic = generic or key
+            elif key:
+                return key
+        return generic
+
+    def _prioritise(
+        self, category: Category, polarity: float, tokens: Sequence[str], reach: TriageInput
+    ) -> tuple[Priority, str]:
+        if category is Category.SPAM:
+            return Priority.P4, "P4: spam"
+        signals = [(self.settings.category_points.get(category.value, 0), category.value)]
+        signals += self._signals(category, polarity, tokens, reach)
+        parts = [f"{label} +{value}" for value, label in signals if value]
+        points = sum(value for value, _ in signals)
+        s = self.settings
+        priority = next(
+            (p for p, floor in ((Priority.P1, s.p1), (Priority.P2, s.p2), (Priority.P3, s.p3)) if points >= floor),
+            Priority.P4,
+        )
+        return priority, f"{priority.value}: " + (", ".join(parts) or "no signal") + f" = {points}"
+
+    def _signals(
+        self, category: Category, polarity: float, tokens: Sequence[str], r: TriageInput
+    ) -> list[tuple[int, str]]:
+        """The (points, label) pairs that raise a message's priority besides its category."""
+        s = self.settings
+        out: list[tuple[int, str]] = []
+        if polarity <= s.very_negative:
+            out.append((s.very_negative_points, "very negative"))
+        elif polarity <= s.negative:
+            out.append((s.negative_points, "negative"))
+        urgent = _first(tokens, self._urgency)
+        if urgent:
+            out.append((s.urgent_points, f'urgent "{urgent}"'))
+        if category in _ACTIONABLE:  # reach makes a problem urgent, not a thank-you
+            if r.followers is not None and r.followers >= s.followers_very_high:
+                out.append((s.followers_very_high_points, f"{r.followers} followers"))
+            elif r.followers is not None and r.followers >= s.followers_high:
+                out.append((s.followers_points, f"{r.followers} followers"))
+            if r.verified:
+                out.append((s.verified_points, "verified"))
+            if r.reposts >= s.reposts_high:
+                out.append((s.reposts_points, f"{r.reposts} reposts"))
+        if r.public and polarity <= s.negative:
+            out.append((s.public_negative_points, "public"))
+        if r.recent_contacts >= s.many_contacts:
+            out.append((s.many_contacts_points, f"{r.recent_contacts} recent contacts"))
+        elif r.recent_contacts >= s.repeat_contacts > 0:
+            out.append((s.repeat_points, "repeat contact"))
+        return out
