@@ -5,8 +5,11 @@
 Balanced accuracy is over negative (label 0) and positive (label 2) texts, neutral excluded:
 `bacc` is strict (a polarity of exactly 0 is a miss for both classes), `bacc0+` reads polarity >= 0
 as positive (the convention under which TextBlob scores about 0.65 EN / 0.60 FR). Coverage is the
-share of those texts with a non-zero polarity. The lexicon was built by hand from the `train` splits (en_umsab_train and
-fr_deft_train/train_*): report on en_tweeteval_val and fr_deft_train/val_* (held out).
+share of those texts with a non-zero polarity. `carebox` is the full analyzer, `care-only` the same
+without the learned word table (carebox/lexicon_learned_*.py). The care lexicon was built by hand
+and the learned table by benchmarks/build_lexicon.py, both from the `train` splits only
+(en_umsab_train and fr_deft_train/train_*): report on en_tweeteval_val and fr_deft_train/val_*
+(held out).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data folder {args.data} not found; pass --data PATH/TO/sentiment", file=sys.stderr)
         return 2
     analyzer = SentimentAnalyzer()
+    care_only = SentimentAnalyzer(learned=False)
     print(f"{'set':18} {'role':9} {'n':>5}  {'scorer':12} {'bacc':>6} {'bacc0+':>6} {'coverage':>8} "
           f"{'texts/s':>8}")
     for name in args.sets.split(","):
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = "textblob-fr" if lang == "fr" else "textblob"
         scorers = {
             "carebox": lambda t, lang=lang: analyzer.polarity(t, lang),
+            "care-only": lambda t, lang=lang: care_only.polarity(t, lang),
             baseline: lambda t, lang=lang: reference_polarity(t, lang),
         }
         for scorer, fn in scorers.items():

@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     pairs = load_texts(args.data, args.limit)
     triager = Triager()
     analyzer = SentimentAnalyzer()
+    care_only = SentimentAnalyzer(learned=False)
     scorers: dict[str, Callable[[str, str], object]] = {
         "textblob alone (EN PatternAnalyzer / textblob-fr)": reference_polarity,
         "carebox sentiment only": analyzer.polarity,
+        "carebox sentiment, no learned table": care_only.polarity,
         "Triager.triage (language detected)": lambda t, _lang: triager.triage(t),
         "Triager.triage (lang_hint given)": lambda t, lang: triager.triage(t, lang_hint=lang),
     }

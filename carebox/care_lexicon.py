@@ -122,6 +122,28 @@ def fold(word: str) -> str:
     )
 
 
+_FOLD = str.maketrans({
+    "à": "a", "â": "a", "ä": "a", "á": "a", "ã": "a", "å": "a", "ç": "c", "é": "e", "è": "e",
+    "ê": "e", "ë": "e", "í": "i", "ì": "i", "î": "i", "ï": "i", "ñ": "n", "ó": "o", "ò": "o",
+    "ô": "o", "ö": "o", "õ": "o", "ú": "u", "ù": "u", "û": "u", "ü": "u", "ý": "y", "ÿ": "y",
+    "œ": "oe", "æ": "ae",
+})
+# Longest first; a stem keeps at least 4 letters, so short words are left whole.
+_FR_SUFFIXES = ("ements", "ement", "ations", "ation", "euses", "euse", "eux", "ees", "ee", "es",
+                "s", "x", "e")
+
+
+def learned_key(word: str, lang: str) -> str:
+    """The key a word is looked up under in the learned table (French: unaccented light stem)."""
+    if lang != "fr":
+        return word
+    word = word.translate(_FOLD)
+    for suffix in _FR_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
 def merged_table(
     base: Mapping[str, tuple[float, float, bool]], lang: str, extra: Mapping[str, float]
 ) -> dict[str, tuple[float, float, bool]]:

@@ -68,6 +68,9 @@ QUESTION_STARTS = _words(
     "quand pourquoi combien quel quelle quels quelles est-ce peut-on pouvez puis-je où ou"
 )
 
+# Words that say "I am asking something" wherever they stand in the message.
+QUESTION_WORDS = _words("question questions query enquiry inquiry wondering renseignement renseignements")
+
 THANKS = _words(
     "thanks thank thx thnx ty kudos appreciate appreciated grateful merci remercie bravo "
     "félicitations chapeau"

@@ -315,7 +315,7 @@ class Triager:
         s = self.settings
         if polarity <= s.negative or failure:
             return Category.COMPLAINT, None, f"complaint: negative tone ({polarity:+.2f})"
-        if "?" in text or (tokens and tokens[0] in lex.QUESTION_STARTS):
+        if "?" in text or (tokens and tokens[0] in lex.QUESTION_STARTS) or not lex.QUESTION_WORDS.isdisjoint(tokens):
             return Category.QUESTION, None, "question: asks something"
         if polarity >= s.praise or (polarity > 0 and not lex.THANKS.isdisjoint(tokens)):
             return Category.PRAISE, None, f"praise: positive tone ({polarity:+.2f})"

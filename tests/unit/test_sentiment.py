@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 
 import pytest
 
-from carebox import sentiment
-from carebox.care_lexicon import care_terms
-from carebox.sentiment import SentimentAnalyzer, base_polarity, reference_polarity
+from carebox import lexicon_learned_en, lexicon_learned_fr, sentiment
+from carebox.care_lexicon import care_terms, learned_key
+from carebox.sentiment import SentimentAnalyzer, base_polarity, learned_weight, reference_polarity
 
 ANALYZER = SentimentAnalyzer()
 
@@ -22,24 +23,51 @@ _FILLER = {
 }
 
 
-def _vocabulary(lang: str) -> list[str]:
-    """TextBlob lexicon words, negations and modifiers that the care layer does not touch."""
+def _learned(word: str, lang: str) -> bool:
+    """Whether any token of `word` has a weight in the learned table."""
+    tokens = (sentiment._FR if lang == "fr" else sentiment._EN).tokenizer.tokens(word)
+    return any(learned_weight(t, lang) is not None for t in tokens)
+
+
+@lru_cache(maxsize=None)
+def _vocabulary(lang: str, learned_free: bool) -> tuple[str, ...]:
+    """TextBlob lexicon words, negations and modifiers the care layer (and learned table) leave alone."""
     language = sentiment._FR if lang == "fr" else sentiment._EN
     excluded = care_terms(lang)
     words = sorted(
         w for w in language.table
         if w not in excluded and w.isalpha() and not any(c * 3 in w for c in w)
+        and not (learned_free and _learned(w, lang))
     )
     rng = random.Random(lang)
     modifiers = [w for w in words if language.table[w][2]]
-    negations = sorted(n for n in language.negations if n not in excluded)
-    return rng.sample(words, 600) + modifiers[:150] + negations
+    negations = sorted(
+        n for n in language.negations
+        if n not in excluded and not (learned_free and _learned(n, lang))
+    )
+    return tuple(rng.sample(words, 600) + modifiers[:150] + negations)
 
 
-def _generated_texts(lang: str, count: int, seed: int) -> list[str]:
+def _filler(lang: str, learned_free: bool) -> list[str]:
+    """The filler words (if asked, those the learned table does not know, alone or joined to
+    another: pattern joins "x D" into the emoticon "xD", a learned word)."""
+    if not learned_free:
+        return list(_FILLER[lang])
+    alone = [w for w in _FILLER[lang] if not _learned(w, lang)]
+    return [w for w in alone if not any(_learned(f"{w} {v}", lang) for v in alone)]
+
+
+def _emoticons(lang: str, learned_free: bool) -> list[str]:
+    """The emoticons (those the learned table does not know, if asked: "XD" is a word to it)."""
+    return [e for e in _EMOTICONS if not (learned_free and _learned(e, lang))]
+
+
+def _generated_texts(lang: str, count: int, seed: int, *, learned_free: bool = False) -> list[str]:
     """Seeded texts mixing lexicon words, negations, modifiers, punctuation and emoticons."""
     rng = random.Random(seed)
-    vocab = _vocabulary(lang)
+    vocab = _vocabulary(lang, learned_free)
+    filler = _filler(lang, learned_free)
+    emoticons = _emoticons(lang, learned_free)
     texts = []
     for _ in range(count):
         parts = []
@@ -52,11 +80,11 @@ def _generated_texts(lang: str, count: int, seed: int) -> list[str]:
                     word += rng.choice(_PUNCT[:6])
                 parts.append(word)
             elif roll < 0.75:
-                parts.append(rng.choice(_FILLER[lang]))
+                parts.append(rng.choice(filler))
             elif roll < 0.92:
                 parts.append(rng.choice(_PUNCT))
             else:
-                parts.append(rng.choice(_EMOTICONS))
+                parts.append(rng.choice(emoticons))
         texts.append(rng.choice([" ", " ", "  ", "\t"]).join(parts))
     return texts
 
@@ -73,10 +101,84 @@ def test_fast_path_equals_textblob_on_thousands_of_generated_texts(lang: str) ->
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
-def test_care_polarity_equals_textblob_on_texts_without_care_terms(lang: str) -> None:
+def test_care_layer_equals_textblob_on_texts_without_care_terms(lang: str) -> None:
+    care_only = SentimentAnalyzer(learned=False)
     texts = _generated_texts(lang, 1000, seed=7)
+    mismatches = [t for t in texts if care_only.polarity(t, lang) != reference_polarity(t, lang)]
+    assert mismatches == []
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_care_polarity_equals_textblob_on_texts_without_care_or_learned_terms(lang: str) -> None:
+    texts = _generated_texts(lang, 1000, seed=11, learned_free=True)
     mismatches = [t for t in texts if ANALYZER.polarity(t, lang) != reference_polarity(t, lang)]
     assert mismatches == []
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_generated_texts_with_learned_terms_do_differ_from_textblob(lang: str) -> None:
+    texts = _generated_texts(lang, 300, seed=11)
+    assert sum(ANALYZER.polarity(t, lang) != reference_polarity(t, lang) for t in texts) > 10
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_texts_without_care_or_learned_terms_keep_most_of_the_vocabulary(lang: str) -> None:
+    assert len(_vocabulary(lang, learned_free=True)) > 600
+    assert len(_filler(lang, learned_free=True)) >= 4  # French function words are learned
+    assert len(_emoticons(lang, learned_free=True)) >= 10
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_learned_table_changes_polarity_of_texts_that_use_it(lang: str) -> None:
+    plain = SentimentAnalyzer(learned=False)
+    table = lexicon_learned_fr.WEIGHTS if lang == "fr" else lexicon_learned_en.WEIGHTS
+    word = max(table, key=lambda k: abs(table[k]))
+    text = f"{word} {word}"
+    if lang == "fr":  # a key is a stem: pick a surface form that maps to it
+        text = f"{word}es {word}es" if learned_key(word + "es", "fr") == word else text
+    assert learned_weight(text.split()[0], lang) == table[word]
+    assert ANALYZER.polarity(text, lang) != plain.polarity(text, lang)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_learned_tables_hold_lower_case_alphabetic_keys_with_bounded_weights(lang: str) -> None:
+    module = lexicon_learned_fr if lang == "fr" else lexicon_learned_en
+    assert len(module.WEIGHTS) > 300
+    assert 0 < module.BLEND <= 1
+    assert all(k == k.lower() and k.replace("-", "").isalpha() for k in module.WEIGHTS)
+    assert all(-5 < v < 5 for v in module.WEIGHTS.values())
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_text_without_any_scored_word_stays_neutral(lang: str) -> None:
+    assert ANALYZER.polarity("zxqv 42 qwxz", lang) == 0
+
+
+@pytest.mark.parametrize(
+    ("word", "key"),
+    [("écologiques", "ecologiqu"), ("magnifique", "magnifiqu"), ("réchauffement", "rechauff"),
+     ("pas", "pas"), ("bravo", "bravo"), ("géniales", "genial")],
+)
+def test_french_learned_keys_are_unaccented_light_stems(word: str, key: str) -> None:
+    assert learned_key(word, "fr") == key
+    assert learned_key(word, "en") == word
+
+
+def test_learned_words_push_polarity_their_way_when_care_layer_is_silent() -> None:
+    plain = SentimentAnalyzer(learned=False)
+    weights = lexicon_learned_en.WEIGHTS
+    neg = min(weights, key=weights.__getitem__)
+    pos = max(weights, key=weights.__getitem__)
+    assert plain.polarity(f"zxqv {neg}", "en") == 0 or weights[neg] < 0
+    assert ANALYZER.polarity(f"zxqv {neg}", "en") < plain.polarity(f"zxqv {neg}", "en")
+    assert ANALYZER.polarity(f"zxqv {pos}", "en") > plain.polarity(f"zxqv {pos}", "en")
+
+
+def test_configured_word_replaces_its_learned_weight() -> None:
+    weights = lexicon_learned_en.WEIGHTS
+    word = next(w for w in sorted(weights) if weights[w] < -0.5)
+    custom = SentimentAnalyzer({"en": {word: 0.5}})
+    assert custom.polarity(word, "en") == 0.5
 
 
 def test_generated_texts_are_not_trivially_neutral() -> None:
@@ -152,7 +254,9 @@ def test_negated_praise_turns_negative() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["TERRIBLE!!!!!! worst worst worst awful", "great great great!!! :D :D <3", "", "   ", "?!"],
+    ["TERRIBLE!!!!!! worst worst worst awful", "great great great!!! :D :D <3", "", "   ", "?!",
+     " ".join(sorted(lexicon_learned_en.WEIGHTS, key=lexicon_learned_en.WEIGHTS.__getitem__)[:30]),
+     " ".join(sorted(lexicon_learned_en.WEIGHTS, key=lexicon_learned_en.WEIGHTS.__getitem__)[-30:])],
 )
 def test_polarity_stays_within_bounds(text: str) -> None:
     assert -1.0 <= ANALYZER.polarity(text, "en") <= 1.0

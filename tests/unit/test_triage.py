@@ -233,3 +233,8 @@ def test_the_documented_config_fragment_parses_to_the_defaults() -> None:
     fragment = Path(__file__).resolve().parents[2] / "docs" / "config-fragments" / "triage.toml"
     doc = tomllib.loads(fragment.read_text(encoding="utf-8"))
     assert parse_settings(doc["triage"]) == TriageSettings()
+
+
+@pytest.mark.parametrize("text", ["i have a question", "Hi, I have a question about my bill", "j'ai une question sur ma facture"])
+def test_a_message_that_says_it_has_a_question_is_a_question_not_a_complaint(text):
+    assert Triager().triage(text).category is Category.QUESTION
