@@ -1,0 +1,269 @@
+"""Per-series state of the outage detector: counts, seasonal baseline, dispersion, burst history, episode."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+from carebox.outage_baseline import SeasonalBaseline, poisson_surprise
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """The [outage] table; durations in seconds, rates in complaints per minute."""
+
+    bucket: float = 60.0
+    windows: tuple[float, ...] = (60.0, 120.0, 180.0, 300.0, 900.0)
+    plateau_window: float = 3600.0
+    plateau_ratio: float = 1.5
+    min_ratio: float = 2.0
+    min_count: int = 3
+    threshold: float = 6.0
+    floor_rate: float = 0.02
+    corroborate_threshold: float = 3.0
+    corroborate_min: int = 2
+    history_days: int = 28
+    min_history_days: int = 1
+    level_window: float = 10800.0
+    dedup_window: float = 900.0
+    calm: float = 3600.0
+    escalate_factor: float = 2.0
+    major_ratio: float = 5.0
+    critical_ratio: float = 10.0
+    max_exclusion: float = 21600.0
+    warmup: float = 3600.0
+    level_limit: float = 1.5
+    peak_memory: float = 28 * 86400.0
+    peak_allowance: int = 1
+    peaks_in_episodes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one closed bucket of one series looks: the most surprising window and whether it counts."""
+
+    significant: bool
+    suspicious: bool
+    count: int
+    expected: float
+    window: float
+    surprise: float
+    ratio: float
+    reason: str
+
+
+class Series:
+    """Counts, baseline, dispersion and episode state of one account and key."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.s = settings
+        self.pending: dict[int, int] = {}
+        self.counts: deque[int] = deque(maxlen=self._span())  # last closed buckets, newest last
+        self.expects: deque[float] = deque(maxlen=self._span())  # their expected counts
+        self.baseline = SeasonalBaseline(settings.history_days, settings.min_history_days)
+        # the recent level lags by one plateau window, so that a plateau does not raise its own baseline
+        self.level_new: deque[tuple[float, float]] = deque()
+        self.level_x: deque[float] = deque(maxlen=max(1, round(settings.level_window / settings.bucket)))
+        self.level_e: deque[float] = deque(maxlen=max(1, round(settings.level_window / settings.bucket)))
+        self.dispersion: dict[int, tuple[float, float]] = {}  # per window: EW sums of excess variance, mean^2
+        self.seen_authors: dict[str, int] = {}
+        self.seen_texts: dict[str, int] = {}
+        self.episode: dict[str, Any] | None = None
+        self.calm_since: int | None = None
+        self.seasonal_known = False  # whether the last bucket had a seasonal baseline
+        # per window length: [bucket, highest surprise] of each past run of suspicious buckets, and the current run
+        self.peaks: dict[int, list[list[float]]] = {}
+        self.run_peak: dict[int, float] = {}
+
+    def bar(self, n: int, bucket: int) -> float:
+        """Surprise an n-bucket window needs on top of the threshold: what this series' own past bursts reached.
+
+        The `peak_allowance` highest past bursts are ignored, so one past incident does not blind the detector;
+        a series whose noise is heavier-tailed than Poisson thereby alerts about that often at most.
+        """
+        horizon = bucket - self.s.peak_memory / self.s.bucket
+        peaks = self.peaks[n] = [p for p in self.peaks.get(n, []) if p[0] > horizon]
+        ranked = sorted((p[1] for p in peaks), reverse=True)
+        return ranked[self.s.peak_allowance] if len(ranked) > self.s.peak_allowance else 0.0
+
+    def track_peak(self, n: int, bucket: int, surprise: float) -> None:
+        """Remember the highest surprise of each run of suspicious buckets of an n-bucket window.
+
+        Unless `peaks_in_episodes`, what a burst reaches after it opened an episode is not remembered: an incident
+        says nothing about the noise, and must not blind the detector to the next incident of the same size.
+        Before the seasonal baseline exists, episodes are not trusted and everything is remembered.
+        """
+        run = self.run_peak.get(n, 0.0)
+        if surprise >= self.s.corroborate_threshold:
+            grows = self.episode is None or self.s.peaks_in_episodes or not self.seasonal_known
+            self.run_peak[n] = max(run, surprise) if grows else max(run, min(surprise, self.s.threshold))
+        elif run > 0.0:
+            self.peaks.setdefault(n, []).append([bucket, run])
+            self.run_peak[n] = 0.0
+
+    def _span(self) -> int:
+        """Buckets of history the longest window needs."""
+        return max(self._lengths() + [self._plateau_len()])
+
+    def _lengths(self) -> list[int]:
+        """Spike window lengths in buckets, deduplicated."""
+        return sorted({max(1, round(w / self.s.bucket)) for w in self.s.windows})
+
+    def _plateau_len(self) -> int:
+        """Plateau window length in buckets."""
+        return max(1, round(self.s.plateau_window / self.s.bucket))
+
+    def admit(self, bucket: int, author: str, text: str) -> bool:
+        """True when this author and this text have not been counted within the dedup window."""
+        horizon = bucket - max(1, round(self.s.dedup_window / self.s.bucket))
+        norm = " ".join(text.lower().split())
+        if self.seen_authors.get(author, horizon - 1) > horizon:
+            return False
+        if norm and self.seen_texts.get(norm, horizon - 1) > horizon:
+            return False
+        self.seen_authors[author] = bucket
+        if norm:
+            self.seen_texts[norm] = bucket
+        return True
+
+    def prune(self, bucket: int) -> None:
+        """Forget dedup entries older than the dedup window."""
+        horizon = bucket - max(1, round(self.s.dedup_window / self.s.bucket))
+        self.seen_authors = {a: b for a, b in self.seen_authors.items() if b > horizon}
+        self.seen_texts = {t: b for t, b in self.seen_texts.items() if b > horizon}
+
+    def expected_rate(self, start: float) -> float:
+        """Expected complaints in the bucket starting at `start` (seconds since the epoch), before the floor."""
+        seasonal = self.baseline.expected(start)
+        self.seasonal_known = seasonal is not None
+        if seasonal is None:
+            seasonal = self.baseline.overall_rate() or 0.0
+            return seasonal
+        seen, want = sum(self.level_x), sum(self.level_e)
+        prior = max(1.0, seasonal * 6)  # shrink the recent level towards 1 when counts are small
+        factor = (seen + prior) / (want + prior)
+        return seasonal * min(self.s.level_limit, max(1.0 / self.s.level_limit, factor))
+
+    def judge(self, bucket: int, count: int) -> Verdict:
+        """Close `bucket` with `count` complaints and test every window against its baseline."""
+        s = self.s
+        start = bucket * s.bucket
+        floor = s.floor_rate * s.bucket / 60.0
+        self.counts.append(count)
+        self.expects.append(max(self.expected_rate(start), 0.0))
+        best: Verdict | None = None
+        windows = [(n, s.min_ratio) for n in self._lengths()] + [(self._plateau_len(), s.plateau_ratio)]
+        sums = self.window_sums()
+        for n, min_ratio in windows:
+            if n not in sums:
+                continue
+            observed, raw = sums[n]
+            expected = max(raw, floor * n)
+            phi = self.phi(n, expected)
+            ratio = observed / expected
+            passes = observed >= s.min_count and ratio >= min_ratio
+            surprise = poisson_surprise(observed / phi, expected / phi) if passes else 0.0
+            needed = max(s.threshold, self.bar(n, bucket))
+            self.track_peak(n, bucket, surprise)
+            verdict = Verdict(
+                significant=passes and surprise >= needed,
+                suspicious=passes and surprise >= s.corroborate_threshold,
+                count=observed, expected=expected, window=n * s.bucket, surprise=surprise, ratio=ratio,
+                reason=f"{observed} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
+                       f"(x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
+            )
+            if best is None or (verdict.significant, verdict.surprise) > (best.significant, best.surprise):
+                best = verdict
+        if best is None:
+            return Verdict(False, False, count, floor, s.bucket, 0.0, 0.0, "warming up")
+        return best
+
+    def window_sums(self) -> dict[int, tuple[int, float]]:
+        """Observed and expected complaints over each window length that history already covers."""
+        observed = list(accumulate(reversed(self.counts)))
+        expected = list(accumulate(reversed(self.expects)))
+        lengths = self._lengths() + [self._plateau_len()]
+        return {n: (observed[n - 1], expected[n - 1]) for n in lengths if n <= len(observed)}
+
+    def phi(self, n: int, expected: float) -> float:
+        """Variance over mean of an n-bucket window: 1 + kappa * mean (negative binomial), 1 for Poisson."""
+        num, den = self.dispersion.get(n, (0.0, 0.0))
+        kappa = max(0.0, num / (den + 1.0))  # shrunk to Poisson where counts are small
+        return 1.0 + kappa * expected
+
+    def learn(self, bucket: int, count: int, excluded: bool) -> None:
+        """Feed a closed bucket to the baseline, the recent level and the dispersion, unless excluded."""
+        if excluded and self.seasonal_known:  # without a baseline yet, an "episode" may just be the daily peak
+            return
+        s = self.s
+        self.baseline.add(bucket * s.bucket, count)
+        self.level_new.append((count, self.expects[-1]))
+        if len(self.level_new) > self._plateau_len():
+            old_x, old_e = self.level_new.popleft()
+            self.level_x.append(old_x)
+            self.level_e.append(old_e)
+        floor = s.floor_rate * s.bucket / 60.0
+        weight = 1.0 / max(1.0, 86400.0 / s.bucket)  # about a day of memory
+        for n, (observed, lam) in self.window_sums().items():
+            excess = min(50.0 * max(lam, floor * n), (observed - lam) ** 2 - observed)  # one burst must not dominate
+            num, den = self.dispersion.get(n, (0.0, 0.0))
+            self.dispersion[n] = (num + weight * (excess - num), den + weight * (lam * lam - den))
+
+    def pop_episode(self) -> tuple[int, str]:
+        """End the open episode; its first bucket and severity."""
+        episode = self.episode or {}
+        self.episode = None
+        return episode["start"], episode["severity"]
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {
+            "pending": [[b, c] for b, c in self.pending.items()],
+            "counts": list(self.counts),
+            "expects": list(self.expects),
+            "baseline": self.baseline.dump(),
+            "level_new": [list(r) for r in self.level_new],
+            "level_x": list(self.level_x),
+            "level_e": list(self.level_e),
+            "dispersion": [[n, *v] for n, v in self.dispersion.items()],
+            "authors": self.seen_authors,
+            "texts": self.seen_texts,
+            "episode": self.episode,
+            "calm_since": self.calm_since,
+            "peaks": [[n, p] for n, p in self.peaks.items()],
+            "run_peak": [[n, p] for n, p in self.run_peak.items()],
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Restore from `dump()`."""
+        self.pending = {int(b): int(c) for b, c in data["pending"]}
+        self.counts.extend(int(x) for x in data["counts"])
+        self.expects.extend(float(e) for e in data["expects"])
+        self.baseline.load(data["baseline"])
+        self.level_new.extend((float(x), float(e)) for x, e in data["level_new"])
+        self.level_x.extend(float(x) for x in data["level_x"])
+        self.level_e.extend(float(e) for e in data["level_e"])
+        self.dispersion = {int(n): (float(a), float(b)) for n, a, b in data["dispersion"]}
+        self.seen_authors = {str(a): int(b) for a, b in data["authors"].items()}
+        self.seen_texts = {str(t): int(b) for t, b in data["texts"].items()}
+        self.episode = dict(data["episode"]) if data["episode"] else None
+        self.calm_since = data["calm_since"]
+        self.peaks = {int(n): [[float(b), float(v)] for b, v in p] for n, p in data["peaks"]}
+        self.run_peak = {int(n): float(p) for n, p in data["run_peak"]}
+
+
+def minutes(seconds: float) -> str:
+    """A window length as people say it."""
+    return f"{seconds / 60:g} min"
+
+
+def severity_of(ratio: float, settings: DetectorSettings) -> str:
+    """Severity of a burst from its ratio to the baseline."""
+    if ratio >= settings.critical_ratio:
+        return "critical"
+    if ratio >= settings.major_ratio:
+        return "major"
+    return "minor"

@@ -1,0 +1,260 @@
+"""Rules of the streaming outage detector, on synthetic complaint series."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from carebox.errors import ConfigError
+from carebox.outage import (
+    Detector,
+    DetectorSettings,
+    EpisodeEvent,
+    detect_series,
+    parse_settings,
+)
+from carebox.outage_baseline import poisson_surprise
+
+T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
+MINUTE = timedelta(minutes=1)
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw (Knuth), enough for the small rates of these tests."""
+    limit, k, p = pow(2.718281828459045, -lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+class Feed:
+    """Drives a detector minute by minute with distinct authors, recording events by minute."""
+
+    def __init__(self, detector: Detector | None = None, account: str = "telco") -> None:
+        self.detector = detector or Detector()
+        self.account = account
+        self.minute = 0
+        self.author = 0
+        self.events: list[tuple[int, EpisodeEvent]] = []
+
+    def complaints(self, key: str | None, n: int, **extra: object) -> None:
+        """n complaints from n new authors in the current minute."""
+        for _ in range(n):
+            self.author += 1
+            self.detector.observe(account=self.account, cluster_key=key, author=f"u{self.author}",
+                                  text=f"down again #{self.author}", at=T0 + self.minute * MINUTE + 5 * self.author % 50 * timedelta(seconds=1),
+                                  category=str(extra.get("category", "complaint")),
+                                  is_repost=bool(extra.get("is_repost", False)))
+
+    def close_minute(self) -> list[EpisodeEvent]:
+        """Tick at the end of the current minute and move on."""
+        self.minute += 1
+        new = self.detector.tick(T0 + self.minute * MINUTE)
+        self.events.extend((self.minute - 1, e) for e in new)
+        return new
+
+    def run(self, minutes: int, rates: dict[str | None, float], rng: random.Random) -> None:
+        """Poisson complaints per key at the given rates per minute."""
+        for _ in range(minutes):
+            for key, rate in rates.items():
+                self.complaints(key, poisson(rng, rate))
+            self.close_minute()
+
+    def kinds(self, since: int = 0, key: object = "any") -> list[str]:
+        """Event kinds from minute `since`, for one key or all."""
+        return [e.kind for m, e in self.events if m >= since and (key == "any" or e.key == key)]
+
+
+@pytest.fixture(scope="module")
+def calm_two_days() -> Feed:
+    """Two days of calm traffic on two clusters; shared, copied through snapshots."""
+    feed = Feed()
+    feed.run(2 * 1440, {"4G": 0.005, "fibre": 0.5, "tv": 5.0}, random.Random(7))
+    return feed
+
+
+def fork(feed: Feed) -> Feed:
+    """An independent copy of a feed's detector at the same minute."""
+    copy = Feed(Detector(feed.detector.settings))
+    copy.detector.restore(json.loads(json.dumps(feed.detector.snapshot())))
+    copy.minute, copy.author = feed.minute, feed.author
+    return copy
+
+
+def test_steady_poisson_noise_opens_no_episode(calm_two_days: Feed) -> None:
+    assert calm_two_days.kinds(since=60) == []
+
+
+def test_rise_from_zero_to_four_complaints_in_three_minutes_opens_an_episode(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    start = feed.minute
+    for n in (1, 2, 1):
+        feed.complaints("4G", n)
+        feed.close_minute()
+    opened = [(m, e) for m, e in feed.events if e.kind == "opened" and e.key == "4G"]
+    assert opened and opened[0][0] <= start + 2
+    assert opened[0][1].account == "telco" and opened[0][1].count >= 4
+
+
+def test_three_complaints_in_a_quiet_cluster_are_not_enough(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    for n in (1, 1, 1):
+        feed.complaints("4G", n)
+        feed.close_minute()
+    assert feed.kinds(key="4G") == []
+
+
+def test_burst_after_quiet_opens_within_three_minutes_and_escalates_when_it_grows(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    start = feed.minute
+    rng = random.Random(3)
+    feed.run(5, {"fibre": 4.0}, rng)
+    feed.run(5, {"fibre": 40.0}, rng)
+    fibre = [(m, e) for m, e in feed.events if e.key == "fibre"]
+    assert fibre[0][1].kind == "opened" and fibre[0][0] <= start + 3
+    assert "escalated" in [e.kind for _, e in fibre]
+    assert fibre[-1][1].severity == "critical"
+
+
+def test_episode_resolves_after_the_calm_period_and_not_before(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    rng = random.Random(4)
+    feed.run(5, {"fibre": 10.0}, rng)
+    last_burst = feed.minute
+    feed.run(180, {"fibre": 0.5, "4G": 0.005}, rng)
+    resolved = [(m, e) for m, e in feed.events if e.kind == "resolved" and e.key == "fibre"]
+    assert len(resolved) == 1
+    settings = feed.detector.settings
+    longest = (max(settings.windows) + settings.plateau_window + settings.calm) / 60  # the burst leaves every window
+    assert last_burst + settings.calm / 60 - 1 <= resolved[0][0] <= last_burst + longest
+
+
+def test_sustained_plateau_below_the_spike_ratio_opens_on_the_plateau_window(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    for _ in range(60):
+        feed.complaints("tv", 8 + feed.minute % 2)  # 1.7x the usual 5 a minute, without the noise of a spike
+        feed.close_minute()
+    opened = [e for _, e in feed.events if e.kind == "opened" and e.key == "tv"]
+    assert opened and opened[0].window == feed.detector.settings.plateau_window
+
+
+def test_one_author_repeating_a_complaint_counts_once(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    for _ in range(3):
+        for i in range(5):
+            feed.detector.observe(account="telco", cluster_key="4G", author="angry", text=f"still down {i}",
+                                  at=T0 + feed.minute * MINUTE, category="outage")
+        feed.close_minute()
+    assert feed.kinds(key="4G") == []
+
+
+def test_identical_texts_from_many_authors_count_once(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    for i in range(8):
+        feed.detector.observe(account="telco", cluster_key="4G", author=f"bot{i}", text="4G  DOWN in Lyon",
+                              at=T0 + feed.minute * MINUTE, category="outage")
+    feed.close_minute()
+    assert feed.kinds(key="4G") == []
+
+
+@pytest.mark.parametrize(("category", "is_repost"), [("complaint", True), ("question", False), ("praise", False)])
+def test_reposts_and_other_categories_are_not_counted(calm_two_days: Feed, category: str, is_repost: bool) -> None:
+    feed = fork(calm_two_days)
+    for _ in range(3):
+        feed.complaints("4G", 5, category=category, is_repost=is_repost)
+        feed.close_minute()
+    assert feed.kinds() == []
+
+
+def test_clusters_rising_together_corroborate_each_other(calm_two_days: Feed) -> None:
+    lone, pair = fork(calm_two_days), fork(calm_two_days)
+    for _ in range(2):
+        lone.complaints("4G", 1 + lone.minute % 2)
+        pair.complaints("4G", 1 + pair.minute % 2)
+        pair.complaints("fibre", 4)
+        lone.close_minute()
+        pair.close_minute()
+    assert lone.kinds(key="4G") == []
+    opened = [e for _, e in pair.events if e.kind == "opened" and e.key == "4G"]
+    assert opened and "corroborated by fibre" in opened[0].reason
+
+
+def test_appending_future_data_never_changes_past_decisions() -> None:
+    rng = random.Random(11)
+    counts = [poisson(rng, 3.0) for _ in range(3000)] + [30] * 5 + [poisson(rng, 3.0) for _ in range(200)]
+    stamps = [T0 + i * MINUTE for i in range(len(counts))]
+    full = detect_series(stamps, counts, bucket_seconds=60)
+    cut = 3002
+    prefix = detect_series(stamps[:cut], counts[:cut], bucket_seconds=60)
+    assert prefix == full[:cut]
+    assert any(e.kind == "opened" for events in full[3000:3005] for e in events)
+
+
+def test_snapshot_restore_round_trip_continues_identically(calm_two_days: Feed) -> None:
+    original = fork(calm_two_days)
+    restored = fork(original)
+    for feed in (original, restored):
+        feed.run(30, {"fibre": 6.0, "4G": 0.005}, random.Random(9))
+    assert original.events == restored.events
+    assert original.events
+    assert json.dumps(original.detector.snapshot(), sort_keys=True) == json.dumps(
+        restored.detector.snapshot(), sort_keys=True)
+
+
+def test_late_mention_counts_in_the_next_open_bucket() -> None:
+    detector = Detector()
+    detector.tick(T0 + 10 * MINUTE)
+    detector.observe(account="a", cluster_key=None, author="x", text="down", at=T0, category="outage")
+    detector.tick(T0 + 11 * MINUTE)
+    assert detector.snapshot()["series"][0][2]["counts"][-1] == 1
+
+
+def test_parse_settings_of_empty_table_gives_defaults() -> None:
+    assert parse_settings({}) == DetectorSettings()
+
+
+def test_parse_settings_reads_durations_and_numbers() -> None:
+    settings = parse_settings({"windows": ["5m", "1m"], "calm": "1h", "threshold": 8, "min_count": 4})
+    assert (settings.windows, settings.calm, settings.threshold, settings.min_count) == ((60.0, 300.0), 3600.0, 8.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"calm": "soon"}, "outage.calm"),
+        ({"windows": []}, "outage.windows"),
+        ({"threshold": -1}, "outage.threshold"),
+        ({"min_count": 0}, "outage.min_count"),
+        ({"min_count": True}, "outage.min_count"),
+        ({"sensitivity": 3}, "outage.sensitivity"),
+        ({"history_days": 2, "min_history_days": 3}, "outage.min_history_days"),
+    ],
+)
+def test_parse_settings_names_the_bad_key(table: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(table)
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected", "surprise"),
+    [(0, 1.0, 0.0), (1, 2.0, 0.0), (4, 0.06, 6.288), (10, 1.0, 6.953), (100, 50.0, 9.495)],
+)
+def test_poisson_surprise_is_minus_log10_of_the_upper_tail(observed: int, expected: float, surprise: float) -> None:
+    assert poisson_surprise(observed, expected) == pytest.approx(surprise, abs=1e-3)
+
+
+def test_config_fragment_documents_every_default() -> None:
+    import tomllib
+    from dataclasses import fields
+    from pathlib import Path
+
+    fragment = Path(__file__).parents[2] / "docs" / "config-fragments" / "outage.toml"
+    table = tomllib.loads(fragment.read_text())["outage"]
+    assert parse_settings(table) == DetectorSettings()
+    assert set(table) == {f.name for f in fields(DetectorSettings)}
