@@ -1,0 +1,133 @@
+"""Benchmark: the full report and the heatmap over a history of N conversations on SQLite.
+
+    python -m benchmarks.reports [--n 1000000] [--repeat 3] [--db FILE]
+
+The history is written with executemany (not the pipeline): conversations spread over 26 weeks, 20 accounts,
+3 networks, 8 agents, wall-clock first responses drawn from an exponential law, business time derived from a
+Mon-Fri 09:00-19:00 day. Prints the median time of each measure over --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from carebox import config, reports_config
+from carebox.store import reporting
+from carebox.store.engine import make_engine
+from carebox.store.migrate import upgrade
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+FMT = "%Y-%m-%d %H:%M:%S.%f"
+ACCOUNTS = [f"brand{i:02d}" for i in range(20)]
+NETWORKS = ("x", "mastodon", "bluesky")
+
+
+def _ts(at: datetime) -> str:
+    return at.strftime(FMT)
+
+
+def build_history(path: str, n: int, seed: int = 7) -> None:
+    """Write n conversations (with their first-response clocks), 8 agents and n // 3 customers."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    now = _ts(START)
+    db.executemany("INSERT INTO user (id, username, display_name, password_hash, role, language, timezone, active, created_at)"
+                   " VALUES (?, ?, '', 'x', 'agent', 'en', 'UTC', 1, ?)", [(i, f"agent{i}", now) for i in range(1, 9)])
+    customers = max(1, n // 3)
+    db.executemany("INSERT INTO customer (id, display_name, created_at) VALUES (?, '', ?)",
+                   [(i, now) for i in range(1, customers + 1)])
+    span = 26 * 7 * 86400
+    conv_rows, clock_rows = [], []
+    for i in range(1, n + 1):
+        first = START + timedelta(seconds=rng.randrange(span))
+        answered = rng.random() < 0.93
+        wall = rng.expovariate(1 / 5400.0) if answered else None
+        business = wall * (0.35 if first.weekday() >= 5 or not 8 <= first.hour < 18 else 0.9) if wall is not None else None
+        response = first + timedelta(seconds=wall) if wall is not None else None
+        due = first + timedelta(seconds=3600 if business is None else 3600 * wall / max(business, 1.0))
+        conv_rows.append((
+            i, NETWORKS[i % 3], ACCOUNTS[i % 20], "bench", rng.randrange(1, customers + 1), "open", f"P{1 + i % 4}",
+            ("outage", "complaint", "question", "praise", "other")[i % 5], ("en", "fr")[i % 2],
+            round(rng.uniform(-1, 1), 2), round(rng.uniform(-1, 1), 2), (i % 9) or None, "social", 2,
+            i if i % 50 == 0 else None, now, _ts(first), _ts(first), _ts(response) if response else None,
+        ))
+        clock_rows.append((
+            i, "first_response", "social", "service-hours", _ts(first), _ts(due), _ts(first + timedelta(hours=1)),
+            "fulfilled" if answered else "running", _ts(response) if response else None, business, wall,
+        ))
+        if len(conv_rows) == 50_000:
+            _flush(db, conv_rows, clock_rows)
+    _flush(db, conv_rows, clock_rows)
+    db.commit()
+    db.close()
+
+
+def _flush(db: sqlite3.Connection, conv_rows: list[tuple], clock_rows: list[tuple]) -> None:
+    db.executemany(
+        "INSERT INTO conversation (id, network, account, source, customer_id, status, priority, category, language,"
+        " sentiment_open, sentiment_last, assignee_id, policy, message_count, incident_id, created_at,"
+        " first_message_at, last_message_at, first_response_at, snippet, public, tags)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', 1, '[]')", conv_rows)
+    db.executemany(
+        "INSERT INTO slaclock (conversation_id, target, policy, calendar, calendar_version, started_at, business_due,"
+        " wall_due, state, paused_s, fulfilled_at, business_s, wall_s) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, 0, ?, ?, ?)",
+        clock_rows)
+    conv_rows.clear()
+    clock_rows.clear()
+
+
+async def measure(url: str, repeat: int) -> dict[str, list[float]]:
+    """Time build_report and heatmap `repeat` times each."""
+    settings = config.parse({"database": {"url": url}}, environ={})
+    rs = reports_config.parse_settings(settings.raw, settings.sla)
+    engine = make_engine(url)
+    scope = reporting.Scope(now=START + timedelta(days=200), contract_policies=rs.contract_policies,
+                            expectation_s=rs.customer_expectation_s)
+    times: dict[str, list[float]] = {"full report": [], "heatmap": []}
+    try:
+        for _ in range(repeat):
+            t = time.perf_counter()
+            report = await reporting.build_report(engine, scope, rs)
+            times["full report"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await reporting.heatmap(engine, scope, rs)
+            times["heatmap"].append(time.perf_counter() - t)
+        print(f"conversations={report.totals.conversations} accounts={len(report.by_account)} "
+              f"p50 wall={report.totals.frt_wall.p50:.0f}s p90 wall={report.totals.frt_wall.p90:.0f}s")
+    finally:
+        await engine.dispose()
+    return times
+
+
+def main() -> None:
+    """Build (or reuse) the history, then print the median time of each measure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--db", default=None, help="reuse or create this SQLite file (default: a temp dir)")
+    args = parser.parse_args()
+    path = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "bench.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    if not path.exists():
+        asyncio.run(upgrade(url))
+        t = time.perf_counter()
+        build_history(str(path), args.n)
+        print(f"built {args.n} conversations in {time.perf_counter() - t:.1f}s ({path})")
+    times = asyncio.run(measure(url, args.repeat))
+    for name, values in times.items():
+        print(f"{name}: median {statistics.median(values):.2f}s over {len(values)} runs "
+              f"(min {min(values):.2f}s, max {max(values):.2f}s)")
+
+
+if __name__ == "__main__":
+    main()

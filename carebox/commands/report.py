@@ -1,0 +1,113 @@
+"""`carebox report`: response times on both clocks, per account or another breakdown, as JSON, CSV or text."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from carebox import config, reports, reports_config
+from carebox.errors import ConfigError
+from carebox.reports_charts import render_digest, text_table
+from carebox.reports_whatif import compare, configured_scenario, outcome_row, scenarios
+from carebox.store import reporting
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `carebox report`."""
+    p = subparsers.add_parser(
+        "report", help="response-time report on the business and customer clocks",
+        description="Response times on both clocks (count, mean, p50, p90, p95), SLA and customer-expectation "
+                    "attainment, off-hours exposure, per account or another breakdown. "
+                    "json: the whole report (key by_account: one object per account); csv: one row per "
+                    "conversation with every clock value; text: a table.")
+    p.add_argument("--config", metavar="FILE", help="configuration file (default: $CAREBOX_CONFIG, else defaults)")
+    p.add_argument("--since", metavar="ISO", help="first messages at or after this instant (ISO 8601, with offset)")
+    p.add_argument("--until", metavar="ISO", help="first messages before this instant (ISO 8601, with offset)")
+    p.add_argument("--format", choices=("json", "csv", "text"), default="text")
+    p.add_argument("--by", choices=reports.DIMENSIONS, default="account", help="breakdown (default: account)")
+    inc = p.add_mutually_exclusive_group()
+    inc.add_argument("--exclude-incidents", dest="exclude_incidents", action="store_true", default=None,
+                     help="leave out conversations linked to an incident")
+    inc.add_argument("--include-incidents", dest="exclude_incidents", action="store_false",
+                     help="keep them (overrides reports.exclude_incidents)")
+    p.add_argument("--what-if-hours", metavar="SPEC", help='other service hours, e.g. "sat=09:00-17:00"')
+    p.add_argument("--what-if-target", metavar="DURATION", help='another first-response target, e.g. "30m"')
+    p.add_argument("--digest", action="store_true", help="print the e-mail digest (subject, text) instead")
+    p.add_argument("--now", metavar="ISO", help=argparse.SUPPRESS)  # reproducible runs (tests)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `carebox report`."""
+    settings = config.load(args.config)
+    rs = reports_config.parse_settings(settings.raw, settings.sla)
+    now = reports_config.parse_instant(args.now, "--now") or datetime.now(UTC)
+    scope = reporting.make_scope(rs, now, since=reports_config.parse_instant(args.since, "--since"),
+                                 until=reports_config.parse_instant(args.until, "--until"), exclude_incidents=args.exclude_incidents)
+    wanted = scenarios_for(settings, args.what_if_hours, args.what_if_target)
+    asyncio.run(_with_engine(settings.database_url, lambda engine: produce(engine, args, rs, scope, wanted, sys.stdout)))
+    return 0
+
+
+def scenarios_for(settings: config.Settings, hours: str | None, target: str | None) -> list[Any]:
+    """What-if scenarios from the flags, [] when none is asked for."""
+    if not hours and not target:
+        return []
+    actual = configured_scenario(settings.sla)
+    if actual is None:
+        raise ConfigError("policies", "a policy with a first_response target (what-if needs one to compare with)")
+    return scenarios(actual, hours, target)
+
+
+async def _with_engine(url: str, work: Callable[[Any], Any]) -> Any:
+    from carebox.store.engine import make_engine
+    from carebox.store.migrate import upgrade
+
+    await upgrade(url)
+    engine = make_engine(url)
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
+async def produce(engine: Any, args: argparse.Namespace, rs: reports_config.ReportSettings, scope: reporting.Scope,
+                  wanted: list[Any], out: IO[str]) -> None:
+    """Write the report to `out` in the chosen format."""
+    if args.format == "csv":
+        writer = csv.DictWriter(out, fieldnames=reporting.CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        async for row in reporting.conversation_rows(engine, scope, rs):
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        return
+    report = await reporting.build_report(engine, scope, rs, by=args.by)
+    whatif = compare(await reporting.response_pairs(engine, scope), wanted, scope.now) if wanted else []
+    if args.digest:
+        subject, text, _ = render_digest(report)
+        out.write(f"Subject: {subject}\n\n{text}\n")
+    elif args.format == "json":
+        doc = reports.to_json(report)
+        if whatif:
+            doc["what_if"] = [outcome_row(o) for o in whatif]
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        out.write(text_table(report.groups, report.totals, args.by) + "\n")
+        for o in whatif:
+            out.write(f"{o.scenario}: SLA attainment {_fmt_pct(o.attainment_pct)} "
+                      f"({o.met} met, {o.breached} breached, {o.pending} pending)\n")
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}%"
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return "" if value is None else value
