@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
+import orjson
 from aiohttp import web
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from carebox.config import Settings
-from carebox.duration import format_duration
-from web import auth, ops, views
-from web.keys import session_secret_key, settings_key, throttle_key, user_key
+from web import auth, i18n, live, routes
+from web.keys import (
+    broadcaster_key,
+    counts_cache_key,
+    inbox_settings_key,
+    pipeline_key,
+    presence_key,
+    session_secret_key,
+    settings_key,
+    tasks_key,
+    throttle_key,
+    user_key,
+)
+from web.settings import parse as parse_inbox
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -36,10 +48,13 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or request.path.startswith(("/api/", "/hooks/", "/healthz")):
+        if exc.status < 400 or request.path.startswith(("/hooks/", "/healthz")):
             raise
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": exc.text or exc.reason}, status=exc.status,
+                                     headers={k: v for k, v in exc.headers.items() if k == "WWW-Authenticate"})
         return _error(request, exc.status, exc.text or exc.reason)
-    except Exception:  # noqa: BLE001 - the last line of defence
+    except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.path.startswith(("/api/", "/hooks/")):
             return web.json_response({"error": "internal error"}, status=500)
@@ -47,7 +62,8 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
-    return aiohttp_jinja2.render_template("error.html", request, {"status": status, "message": message}, status=status)
+    return aiohttp_jinja2.render_template("error.html", request, {"status": status, "message": message, "user": None},
+                                         status=status)
 
 
 @web.middleware
@@ -59,14 +75,45 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def _local(value: datetime | None, tz: str = "Europe/Paris", fmt: str = "%a %d %b %H:%M") -> str:
-    if value is None:
-        return ""
-    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+async def _context(request: web.Request) -> dict[str, object]:
+    user = request.get(user_key)
+    return {"user": user, "lang": i18n.CURRENT.get().language, "csrf": await auth.csrf_token(request) if user else ""}
 
 
-async def _user_context(request: web.Request) -> dict[str, object]:
-    return {"user": request.get(user_key)}
+async def _live_startup(app: web.Application) -> None:
+    """Subscribe live updates to the pipeline's after-commit observers (set up from the web side)."""
+    if pipeline_key not in app:
+        return
+    pipe, announce_ = app[pipeline_key], live.on_committed(app)
+    observers = getattr(pipe, "observers", None)
+    if observers is not None:
+        observers.append(announce_)
+        return
+    previous = pipe.on_committed
+
+    def committed(rows: list[dict[str, object]]) -> None:
+        if previous is not None:
+            previous(rows)
+        announce_(rows)
+
+    pipe.on_committed = committed
+
+
+async def _stop_tasks(app: web.Application) -> None:
+    for task in list(app[tasks_key]):
+        task.cancel()
+    await asyncio.gather(*app[tasks_key], return_exceptions=True)
+
+
+def _templates(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app, context_processors=[_context], loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True), extensions=["jinja2.ext.i18n"],
+        filters={"duration": i18n.duration, "local": i18n.local, "fromjson": lambda v: orjson.loads(v or "[]")},
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["product"] = "carebox"
+    env.globals["utc_now"] = lambda: datetime.now(UTC)
 
 
 def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
@@ -79,23 +126,15 @@ def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
     app[settings_key] = settings
     app[session_secret_key] = session_secret
     app[throttle_key] = {}
-    env = aiohttp_jinja2.setup(
-        app, context_processors=[_user_context], loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=jinja2.select_autoescape(default=True),
-        filters={"duration": lambda s: "" if s is None else format_duration(s),
-                 "local": lambda v, fmt="%a %d %b %H:%M": _local(v, settings.timezone, fmt)},
-    )
-    env.globals["product"] = "carebox"
-    env.globals["utc_now"] = lambda: datetime.now(UTC)
-    app.router.add_get("/login", auth.login_form)
-    app.router.add_post("/login", auth.login)
-    app.router.add_post("/logout", auth.logout)
-    app.router.add_get("/healthz", ops.healthz)
-    app.router.add_get("/metrics", ops.metrics)
-    app.router.add_get("/", views.inbox)
-    app.router.add_get("/conversations/{id}", views.conversation)
-    app.router.add_post("/conversations/{id}/reply", views.reply)
-    app.router.add_post("/conversations/{id}/assign", views.assign)
-    app.router.add_post("/conversations/{id}/status", views.status)
-    app.router.add_post("/conversations/{id}/notes", views.note)
+    inbox_settings = parse_inbox(settings.raw)
+    app[inbox_settings_key] = inbox_settings
+    app[broadcaster_key] = live.InProcessBroadcaster()
+    app[presence_key] = live.Presence()
+    app[counts_cache_key] = live.CountsCache(inbox_settings.counts_cache_s)
+    app[tasks_key] = set()
+    app.on_startup.append(_live_startup)
+    app.on_cleanup.append(_stop_tasks)
+    _templates(app)
+    routes.add_routes(app)
     app.router.add_static("/static/", HERE / "static", name="static")
     return app

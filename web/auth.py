@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -15,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from carebox.store import queries
+from web import i18n
 from web.keys import engine_key, throttle_key, user_key
 
 log = logging.getLogger(__name__)
@@ -51,24 +54,68 @@ async def csrf_token(request: web.Request) -> str:
     return str(session["csrf"])
 
 
+ROLES = {"agent": 1, "manager": 2, "admin": 3}
+
+
+def has_role(user: dict[str, Any] | None, role: str) -> bool:
+    """Whether `user` holds `role` or a higher one (agent < manager < admin)."""
+    return user is not None and ROLES.get(user["role"], 0) >= ROLES[role]
+
+
+def require(request: web.Request, role: str) -> dict[str, Any]:
+    """The request's user when they hold `role`; 403 otherwise."""
+    user = request[user_key]
+    if not has_role(user, role):
+        raise web.HTTPForbidden(text=f"this page needs the {role} role")
+    return user
+
+
+def token_hash(token: str) -> str:
+    """The stored form of an API token (tokens are random, so a plain SHA-256 is enough)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh API token to show once."""
+    return "cbx_" + secrets.token_urlsafe(32)
+
+
+async def _bearer_user(request: web.Request) -> dict[str, Any] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("bearer "):
+        return None
+    user = await queries.user_by_token_hash(request.app[engine_key], token_hash(header[7:].strip()))
+    if user is None:
+        raise web.HTTPUnauthorized(text="unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every route needs a logged-in user except the public ones; state changes need the CSRF token."""
+    """Every route needs a logged-in user (or a Bearer token on /api/v1) except the public ones; state changes need CSRF."""
     if request.path.startswith(PUBLIC_PATHS):
+        i18n.CURRENT.set(i18n.Locale(i18n.negotiate(request.headers.get("Accept-Language"))))
         return await handler(request)
+    if request.path.startswith("/api/v1"):
+        bearer = await _bearer_user(request)
+        if bearer is not None:
+            request[user_key] = bearer
+            return await handler(request)
     session = await get_session(request)
     user_id = session.get("user_id")
     user = await queries.user_by_id(request.app[engine_key], user_id) if user_id else None
     if user is None or not user["active"]:
-        if request.method == "GET" and not request.path.startswith("/api/"):
-            raise web.HTTPSeeOther(f"/login?next={request.path_qs}" if request.path != "/" else "/login")
+        if request.method == "GET" and not request.path.startswith(("/api/", "/events")):
+            raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}" if request.path != "/" else "/login")
         raise web.HTTPUnauthorized(text="login required")
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        form = await request.post()
-        sent = form.get("csrf") or request.headers.get("X-CSRF-Token")
+        sent = request.headers.get("X-CSRF-Token")
+        if not sent and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            sent = (await request.post()).get("csrf")
         if not sent or not secrets.compare_digest(str(sent), str(session.get("csrf", ""))):
             raise web.HTTPForbidden(text="invalid or missing CSRF token; reload the page and try again")
     request[user_key] = user
+    i18n.CURRENT.set(i18n.Locale(i18n.choose(user["language"], request.headers.get("Accept-Language")), user["timezone"]))
     return await handler(request)
 
 
@@ -88,18 +135,18 @@ async def login(request: web.Request) -> web.StreamResponse:
         target = "/"
     context = {"next": target, "csrf": await csrf_token(request)}
     if not secrets.compare_digest(str(form.get("csrf", "")), str(session.get("csrf", ""))):
-        context["error"] = "Your session expired; please try again."
+        context["error"] = i18n.gettext("Your session expired; please try again.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=403)
     now = time.monotonic()
     key = f"{username.lower()}|{request.remote}"
     if _throttled(request.app, key, now):
-        context["error"] = "Too many failed attempts; wait a few minutes."
+        context["error"] = i18n.gettext("Too many failed attempts; wait a few minutes.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=429)
     user = await queries.user_by_name(request.app[engine_key], username)
     if user is None or not user["active"] or not verify_password(user["password_hash"], str(form.get("password", ""))):
         request.app[throttle_key].setdefault(key, []).append(now)
         log.info("failed login for %r", username)
-        context["error"] = "Wrong user name or password."
+        context["error"] = i18n.gettext("Wrong user name or password.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     session = await new_session(request)
     session["user_id"] = user["id"]

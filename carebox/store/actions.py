@@ -12,8 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carebox.errors import NotFound
 from carebox.ports import Status
 from carebox.store.engine import write_transaction
-from carebox.store.queries import audit, conv, note, sla_event, user
-
+from carebox.store.queries import (
+    audit,
+    canned,
+    conv,
+    handling,
+    note,
+    profile,
+    sla_event,
+    token,
+    user,
+)
 
 
 async def _audit(c: AsyncConnection, now: datetime, user_id: int | None, action: str, conversation_id: int | None, **detail: Any) -> None:
@@ -85,3 +94,109 @@ async def record_audit(engine: AsyncEngine, now: datetime, user_id: int | None, 
     """Append an audit event on its own."""
     async with write_transaction(engine) as c:
         await _audit(c, now, user_id, action, conversation_id, **detail)
+
+
+async def set_tags(engine: AsyncEngine, conversation_id: int, tags: list[str], by_user_id: int, now: datetime) -> None:
+    """Replace a conversation's tags (trimmed, lower-case, unique, sorted)."""
+    clean = sorted({t.strip().lower()[:40] for t in tags if t.strip()})
+    async with write_transaction(engine) as c:
+        before = await _require_conversation(c, conversation_id)
+        await c.execute(conv.update().where(conv.c.id == conversation_id).values(tags=orjson.dumps(clean).decode()))
+        await _audit(c, now, by_user_id, "tags", conversation_id, before=orjson.loads(before["tags"] or "[]"), after=clean)
+
+
+async def apply_assignments(engine: AsyncEngine, plan: dict[int, int], now: datetime, by_user_id: int | None = None) -> int:
+    """Assign conversations automatically (only those still unassigned); each change audited; returns how many."""
+    done = 0
+    async with write_transaction(engine) as c:
+        for conversation_id, agent_id in plan.items():
+            result = await c.execute(conv.update().where(conv.c.id == conversation_id, conv.c.assignee_id.is_(None))
+                                     .values(assignee_id=agent_id))
+            if result.rowcount:
+                done += 1
+                await _audit(c, now, by_user_id, "assign.auto", conversation_id, before=None, after=agent_id)
+                await _upsert_profile(c, agent_id, last_assigned_at=now)
+    return done
+
+
+async def _upsert_profile(c: AsyncConnection, user_id: int, **values: Any) -> None:
+    exists = (await c.execute(sa.select(profile.c.user_id).where(profile.c.user_id == user_id))).first()
+    if exists:
+        await c.execute(profile.update().where(profile.c.user_id == user_id).values(**values))
+    else:
+        await c.execute(profile.insert().values(user_id=user_id, **{"available": False, "capacity": 10, "languages": "[]",
+                                                                   "skills": "[]", **values}))
+
+
+async def set_profile(engine: AsyncEngine, user_id: int, by_user_id: int, now: datetime, **values: Any) -> None:
+    """Change an agent's availability, capacity, languages or skills (lists stored as JSON)."""
+    for key in ("languages", "skills"):
+        if key in values:
+            values[key] = orjson.dumps(sorted(set(values[key]))).decode()
+    async with write_transaction(engine) as c:
+        await _upsert_profile(c, user_id, **values)
+        await _audit(c, now, by_user_id, "profile", None, target_user=user_id, **values)
+
+
+async def touch_presence(engine: AsyncEngine, user_id: int, now: datetime) -> None:
+    """Record that an agent was seen (not audited: it happens on every page)."""
+    async with write_transaction(engine) as c:
+        await _upsert_profile(c, user_id, last_seen_at=now)
+
+
+async def update_user(engine: AsyncEngine, user_id: int, by_user_id: int | None, now: datetime, **values: Any) -> None:
+    """Change a user's role, activity, language or time zone."""
+    async with write_transaction(engine) as c:
+        if (await c.execute(sa.select(user.c.id).where(user.c.id == user_id))).first() is None:
+            raise NotFound(f"user {user_id}")
+        await c.execute(user.update().where(user.c.id == user_id).values(**values))
+        await _audit(c, now, by_user_id, "user.update", None, target_user=user_id, **values)
+
+
+async def add_canned(engine: AsyncEngine, title: str, language: str, body: str, by_user_id: int, now: datetime) -> int:
+    """A new canned response; returns its id."""
+    async with write_transaction(engine) as c:
+        new_id = (await c.execute(canned.insert().values(title=title, language=language, body=body, created_by=by_user_id,
+                                                         created_at=now).returning(canned.c.id))).scalar_one()
+        await _audit(c, now, by_user_id, "canned.add", None, id=new_id, title=title)
+        return int(new_id)
+
+
+async def delete_canned(engine: AsyncEngine, canned_id: int, by_user_id: int, now: datetime) -> None:
+    """Remove a canned response."""
+    async with write_transaction(engine) as c:
+        await c.execute(canned.delete().where(canned.c.id == canned_id))
+        await _audit(c, now, by_user_id, "canned.delete", None, id=canned_id)
+
+
+async def add_token(engine: AsyncEngine, user_id: int, name: str, token_hash: str, now: datetime) -> int:
+    """Store the hash of a new API token."""
+    async with write_transaction(engine) as c:
+        new_id = (await c.execute(token.insert().values(user_id=user_id, name=name, token_hash=token_hash, created_at=now)
+                                  .returning(token.c.id))).scalar_one()
+        await _audit(c, now, user_id, "token.add", None, id=new_id, name=name)
+        return int(new_id)
+
+
+async def revoke_token(engine: AsyncEngine, token_id: int, user_id: int, now: datetime) -> None:
+    """Revoke one of the user's API tokens."""
+    async with write_transaction(engine) as c:
+        await c.execute(token.update().where(token.c.id == token_id, token.c.user_id == user_id).values(revoked_at=now))
+        await _audit(c, now, user_id, "token.revoke", None, id=token_id)
+
+
+async def handle_dead_letter(engine: AsyncEngine, dead_letter_id: int, outcome: str, by_user_id: int, now: datetime) -> None:
+    """Record that a dead letter was requeued or marked handled."""
+    async with write_transaction(engine) as c:
+        await c.execute(handling.delete().where(handling.c.dead_letter_id == dead_letter_id))
+        await c.execute(handling.insert().values(dead_letter_id=dead_letter_id, outcome=outcome, user_id=by_user_id, at=now))
+        await _audit(c, now, by_user_id, f"deadletter.{outcome}", None, id=dead_letter_id)
+
+
+async def release(engine: AsyncEngine, conversation_ids: list[int], now: datetime, reason: str) -> None:
+    """Unassign conversations (their agent went offline), each change audited."""
+    async with write_transaction(engine) as c:
+        for conversation_id in conversation_ids:
+            before = (await c.execute(sa.select(conv.c.assignee_id).where(conv.c.id == conversation_id))).scalar()
+            await c.execute(conv.update().where(conv.c.id == conversation_id).values(assignee_id=None))
+            await _audit(c, now, None, "assign.release", conversation_id, before=before, after=None, reason=reason)

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carebox.models import AuditEvent, Conversation, Customer, DeadLetter, Identity, Mention, Note, SlaEvent, User
+from carebox.models import (
+    AgentProfile,
+    ApiToken,
+    AuditEvent,
+    CannedResponse,
+    Conversation,
+    Customer,
+    DeadLetter,
+    DeadLetterHandling,
+    Identity,
+    Mention,
+    Note,
+    SlaClock,
+    SlaEvent,
+    User,
+)
 
 conv = Conversation.__table__  # type: ignore[attr-defined]
 mention = Mention.__table__  # type: ignore[attr-defined]
@@ -20,8 +36,28 @@ note = Note.__table__  # type: ignore[attr-defined]
 sla_event = SlaEvent.__table__  # type: ignore[attr-defined]
 dead_letter = DeadLetter.__table__  # type: ignore[attr-defined]
 audit = AuditEvent.__table__  # type: ignore[attr-defined]
+clock = SlaClock.__table__  # type: ignore[attr-defined]
+canned = CannedResponse.__table__  # type: ignore[attr-defined]
+profile = AgentProfile.__table__  # type: ignore[attr-defined]
+token = ApiToken.__table__  # type: ignore[attr-defined]
+handling = DeadLetterHandling.__table__  # type: ignore[attr-defined]
 
-VIEWS = ("awaiting", "mine", "unassigned", "open", "pending", "resolved")
+VIEWS = ("awaiting", "mine", "unassigned", "due_soon", "breached", "incident", "open", "pending", "resolved")
+UNRESOLVED = ("open", "pending")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Narrowing of a saved view; None means any."""
+
+    network: str | None = None
+    account: str | None = None
+    language: str | None = None
+    priority: str | None = None
+    category: str | None = None
+    tag: str | None = None
+    assignee_id: int | None = None
+    search: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +65,36 @@ class InboxPage:
     rows: list[dict[str, Any]]
     counts: dict[str, int]
     has_more: bool
+    next_cursor: str | None = None
 
 
-def _view_filter(view: str, user_id: int | None) -> Any:
+def _view_filter(view: str, user_id: int | None, now: datetime, due_soon_s: float) -> Any:
     open_ = conv.c.status == "open"
-    return {
-        "awaiting": sa.and_(open_, conv.c.due_business.is_not(None)),
-        "mine": sa.and_(conv.c.status != "resolved", conv.c.assignee_id == user_id),
-        "unassigned": sa.and_(open_, conv.c.assignee_id.is_(None)),
-        "open": open_,
-        "pending": conv.c.status == "pending",
-        "resolved": conv.c.status == "resolved",
-    }[view]
+    if view == "awaiting":
+        return sa.and_(open_, conv.c.due_business.is_not(None))
+    if view == "mine":
+        return sa.and_(conv.c.status.in_(UNRESOLVED), conv.c.assignee_id == user_id)
+    if view == "unassigned":
+        return sa.and_(open_, conv.c.assignee_id.is_(None))
+    if view == "due_soon":
+        return sa.and_(open_, conv.c.due_business >= now, conv.c.due_business < now + timedelta(seconds=due_soon_s))
+    if view == "breached":
+        return sa.and_(open_, conv.c.due_business < now)
+    if view == "incident":
+        return sa.and_(conv.c.incident_id.is_not(None), conv.c.status.in_(UNRESOLVED))
+    return conv.c.status == view  # open, pending, resolved
+
+
+def _filters(f: Filters) -> list[Any]:
+    out = [getattr(conv.c, name) == getattr(f, name)
+           for name in ("network", "account", "language", "priority", "category") if getattr(f, name)]
+    if f.tag:
+        out.append(conv.c.tags.like('%' + orjson.dumps(f.tag).decode().replace("%", "").replace("_", "") + '%'))
+    if f.assignee_id is not None:
+        out.append(conv.c.assignee_id == f.assignee_id)
+    if f.search:
+        out.append(conv.c.snippet.like("%" + f.search.replace("%", "").replace("_", "") + "%"))
+    return out
 
 
 def _identity_handle() -> Any:
@@ -52,28 +106,80 @@ def _identity_handle() -> Any:
     )
 
 
-async def inbox(engine: AsyncEngine, view: str, user_id: int | None, *, limit: int = 50, offset: int = 0) -> InboxPage:
-    """One page of a saved view, soonest business due first, with the count of every view."""
-    order = (
-        [conv.c.resolved_at.desc()]
-        if view == "resolved"
-        else [conv.c.due_business.is_(None), conv.c.due_business, conv.c.last_message_at.desc()]
-    )
-    stmt = (
-        sa.select(
-            conv, _identity_handle().label("customer_handle"), user.c.username.label("assignee"),
-        )
-        .outerjoin(user, user.c.id == conv.c.assignee_id)
-        .where(_view_filter(view, user_id))
-        .order_by(*order)
-        .limit(limit + 1)
-        .offset(offset)
-    )
-    counts_stmt = sa.select(*[sa.func.count().filter(_view_filter(v, user_id)).label(v) for v in VIEWS])
-    async with engine.connect() as c:
+def _row_select() -> Any:
+    return sa.select(conv, _identity_handle().label("customer_handle"), user.c.username.label("assignee")).outerjoin(
+        user, user.c.id == conv.c.assignee_id)
+
+
+def encode_cursor(row: dict[str, Any], view: str) -> str:
+    """An opaque keyset position after `row` in `view`'s order."""
+    if view == "resolved":
+        return f"r|{row['resolved_at'].isoformat() if row['resolved_at'] else ''}|{row['id']}"
+    if row["due_business"] is None:
+        return f"b||{row['id']}"
+    return f"a|{row['due_business'].isoformat()}|{row['id']}"
+
+
+def _decode_cursor(cursor: str) -> tuple[str, datetime | None, int]:
+    try:
+        segment, at, ident = cursor.split("|")
+        return segment, datetime.fromisoformat(at) if at else None, int(ident)
+    except ValueError:
+        raise ValueError("bad cursor") from None
+
+
+async def _page(c: AsyncConnection, where: list[Any], view: str, cursor: str | None, limit: int) -> list[dict[str, Any]]:
+    """Keyset pages: due conversations by (due, id), then undated ones by id; resolved by (resolved_at, id) desc."""
+    seg, at, ident = _decode_cursor(cursor) if cursor else ("r" if view == "resolved" else "a", None, 0)
+    if view == "resolved":
+        keyset = [] if at is None else [conv.c.resolved_at <= at, sa.not_(sa.and_(conv.c.resolved_at == at, conv.c.id >= ident))]
+        stmt = _row_select().where(*where, *keyset).order_by(conv.c.resolved_at.desc(), conv.c.id.desc())
+        return [dict(r._mapping) for r in await c.execute(stmt.limit(limit + 1))]
+    rows: list[dict[str, Any]] = []
+    if seg == "a":
+        keyset = [conv.c.due_business.is_not(None)]
+        if at is not None:
+            keyset += [conv.c.due_business >= at, sa.not_(sa.and_(conv.c.due_business == at, conv.c.id <= ident))]
+        stmt = _row_select().where(*where, *keyset).order_by(conv.c.due_business, conv.c.id).limit(limit + 1)
         rows = [dict(r._mapping) for r in await c.execute(stmt)]
-        counts = dict((await c.execute(counts_stmt)).one()._mapping)
-    return InboxPage(rows=rows[:limit], counts=counts, has_more=len(rows) > limit)
+        ident = 0
+    if len(rows) <= limit:
+        stmt = (_row_select().where(*where, conv.c.due_business.is_(None), conv.c.id > ident)
+                .order_by(conv.c.id).limit(limit + 1 - len(rows)))
+        rows += [dict(r._mapping) for r in await c.execute(stmt)]
+    return rows
+
+
+async def inbox(
+    engine: AsyncEngine, view: str, user_id: int | None, *, now: datetime, limit: int = 50, cursor: str | None = None,
+    filters: Filters = Filters(), due_soon_s: float = 3600.0, with_counts: bool = True,
+) -> InboxPage:
+    """One keyset page of a saved view, soonest business due first, with the count of every view."""
+    where = [_view_filter(view, user_id, now, due_soon_s), *_filters(filters)]
+    async with engine.connect() as c:
+        rows = await _page(c, where, view, cursor, limit)
+        counts = await view_counts(c, user_id, now, filters, due_soon_s) if with_counts else {}
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return InboxPage(rows, counts, more, encode_cursor(rows[-1], view) if more and rows else None)
+
+
+async def view_counts(c: AsyncConnection, user_id: int | None, now: datetime, filters: Filters, due_soon_s: float,
+                      views: tuple[str, ...] = VIEWS) -> dict[str, int]:
+    """How many conversations each saved view holds (one indexed count per view)."""
+    extra = _filters(filters)
+    out = {}
+    for v in views:
+        stmt = sa.select(sa.func.count()).select_from(conv).where(_view_filter(v, user_id, now, due_soon_s), *extra)
+        out[v] = (await c.execute(stmt)).scalar_one()
+    return out
+
+
+async def counts(engine: AsyncEngine, user_id: int | None, now: datetime, filters: Filters, due_soon_s: float,
+                 views: tuple[str, ...] = VIEWS) -> dict[str, int]:
+    """view_counts on its own connection."""
+    async with engine.connect() as c:
+        return await view_counts(c, user_id, now, filters, due_soon_s, views)
 
 
 async def conversation(engine: AsyncEngine, conversation_id: int) -> dict[str, Any] | None:
@@ -121,7 +227,125 @@ async def conversation(engine: AsyncEngine, conversation_id: int) -> dict[str, A
         ]
         agent = (await c.execute(sa.select(user.c.username).where(user.c.id == out["assignee_id"]))).scalar()
         out["assignee"] = agent
+        out["clocks"] = [dict(r._mapping) for r in await c.execute(
+            sa.select(clock).where(clock.c.conversation_id == conversation_id).order_by(clock.c.id))]
+        out["audit"] = [dict(r._mapping) for r in await c.execute(
+            sa.select(audit, user.c.username).outerjoin(user, user.c.id == audit.c.user_id)
+            .where(audit.c.conversation_id == conversation_id).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(30))]
+        out["timeline_agents"] = await _agents_by_conversation(c, [h["id"] for h in out["history"]] + [conversation_id])
+    out["tag_list"] = orjson.loads(out["tags"] or "[]")
+    out["last_mention_id"] = max((m["id"] for m in out["mentions"]), default=0)
     return out
+
+
+async def _agents_by_conversation(c: AsyncConnection, ids: list[int]) -> dict[int, list[str]]:
+    """Every agent who answered in each conversation (the history survives reassignment)."""
+    rows = await c.execute(
+        sa.select(mention.c.conversation_id, user.c.username).distinct()
+        .join(user, user.c.id == mention.c.sent_by_user_id).where(mention.c.conversation_id.in_(ids)))
+    out: dict[int, list[str]] = {}
+    for cid, name in rows:
+        out.setdefault(cid, []).append(name)
+    return out
+
+
+async def activity_since(engine: AsyncEngine, conversation_id: int, after_mention_id: int, user_id: int) -> list[dict[str, Any]]:
+    """Customer messages and other agents' replies that arrived after the page the agent is answering from."""
+    async with engine.connect() as c:
+        rows = await c.execute(
+            sa.select(mention.c.id, mention.c.direction, mention.c.text, mention.c.created_at, user.c.username.label("sent_by"))
+            .outerjoin(user, user.c.id == mention.c.sent_by_user_id)
+            .where(mention.c.conversation_id == conversation_id, mention.c.id > after_mention_id,
+                   sa.or_(mention.c.direction == "in", mention.c.sent_by_user_id.is_(None),
+                          mention.c.sent_by_user_id != user_id))
+            .order_by(mention.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+async def canned_responses(engine: AsyncEngine, language: str | None = None) -> list[dict[str, Any]]:
+    """Canned responses, those in `language` first."""
+    async with engine.connect() as c:
+        stmt = sa.select(canned).order_by(canned.c.title, canned.c.language)
+        rows = [dict(r._mapping) for r in await c.execute(stmt)]
+    return sorted(rows, key=lambda r: r["language"] != language) if language else rows
+
+
+async def agent_profiles(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Active agents with their assignment profile (defaults when none) and open load."""
+    load = (sa.select(sa.func.count()).select_from(conv)
+            .where(conv.c.assignee_id == user.c.id, conv.c.status.in_(UNRESOLVED)).scalar_subquery())
+    async with engine.connect() as c:
+        rows = await c.execute(
+            sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role, user.c.language.label("ui_language"),
+                      profile.c.available, profile.c.capacity, profile.c.languages, profile.c.skills,
+                      profile.c.last_seen_at, profile.c.last_assigned_at, load.label("load"))
+            .outerjoin(profile, profile.c.user_id == user.c.id).where(user.c.active.is_(True)).order_by(user.c.username))
+        return [dict(r._mapping) for r in rows]
+
+
+async def waiting_work(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
+    """Unassigned open conversations, most urgent first (for automatic assignment)."""
+    async with engine.connect() as c:
+        rows = await c.execute(
+            sa.select(conv.c.id, conv.c.language, conv.c.category, conv.c.tags)
+            .where(conv.c.status == "open", conv.c.assignee_id.is_(None))
+            .order_by(conv.c.due_business.is_(None), conv.c.due_business, conv.c.id).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+
+async def all_users(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every user, active or not, for the admin page."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role,
+                                         user.c.language, user.c.timezone, user.c.active).order_by(user.c.username))
+        return [dict(r._mapping) for r in rows]
+
+
+async def dead_letters(engine: AsyncEngine, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Latest dead letters with what was done about them."""
+    async with engine.connect() as c:
+        rows = await c.execute(
+            sa.select(dead_letter, handling.c.outcome, handling.c.at.label("handled_at"))
+            .outerjoin(handling, handling.c.dead_letter_id == dead_letter.c.id)
+            .order_by(dead_letter.c.id.desc()).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+
+async def dead_letter_by_id(engine: AsyncEngine, dead_letter_id: int) -> dict[str, Any] | None:
+    """One dead letter with its handling."""
+    async with engine.connect() as c:
+        row = (await c.execute(
+            sa.select(dead_letter, handling.c.outcome, handling.c.at.label("handled_at"))
+            .outerjoin(handling, handling.c.dead_letter_id == dead_letter.c.id)
+            .where(dead_letter.c.id == dead_letter_id))).first()
+        return dict(row._mapping) if row else None
+
+
+async def user_by_token_hash(engine: AsyncEngine, token_hash: str) -> dict[str, Any] | None:
+    """The active user owning a live API token."""
+    async with engine.connect() as c:
+        row = (await c.execute(
+            sa.select(user).join(token, token.c.user_id == user.c.id)
+            .where(token.c.token_hash == token_hash, token.c.revoked_at.is_(None), user.c.active.is_(True)))).first()
+        return dict(row._mapping) if row else None
+
+
+async def api_tokens(engine: AsyncEngine, user_id: int) -> list[dict[str, Any]]:
+    """A user's API tokens (never the secret)."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(token.c.id, token.c.name, token.c.created_at, token.c.last_used_at,
+                                         token.c.revoked_at).where(token.c.user_id == user_id).order_by(token.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+async def mentions_of(engine: AsyncEngine, conversation_id: int) -> list[dict[str, Any]]:
+    """The thread of a conversation, oldest first (for the API)."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(mention.c.id, mention.c.network, mention.c.external_id, mention.c.direction,
+                                         mention.c.author_handle, mention.c.text, mention.c.created_at, mention.c.public,
+                                         mention.c.language, mention.c.category, mention.c.priority, mention.c.url)
+                               .where(mention.c.conversation_id == conversation_id).order_by(mention.c.created_at, mention.c.id))
+        return [dict(r._mapping) for r in rows]
 
 
 async def stats(engine: AsyncEngine) -> dict[str, int]:
@@ -180,3 +404,18 @@ async def reply_target(engine: AsyncEngine, conversation_id: int) -> dict[str, A
 def as_of(value: datetime | None) -> str:
     """ISO 8601 text for JSON output."""
     return value.isoformat() if value else ""
+
+
+async def assignees(engine: AsyncEngine, ids: list[int]) -> dict[int, int | None]:
+    """conversation id -> assignee id."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(conv.c.id, conv.c.assignee_id).where(conv.c.id.in_(ids)))
+        return {cid: aid for cid, aid in rows}
+
+
+async def open_assignments(engine: AsyncEngine, agent_ids: list[int]) -> dict[int, int]:
+    """conversation id -> assignee for the open conversations of these agents."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(conv.c.id, conv.c.assignee_id)
+                               .where(conv.c.status == "open", conv.c.assignee_id.in_(agent_ids)))
+        return {cid: aid for cid, aid in rows}

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from argon2 import PasswordHasher
 
 from carebox.ports import IngestBatch, OutboundReply, SentReply
 from web.keys import connectors_key, pipeline_key
@@ -32,25 +33,34 @@ class RecordingConnector:
         return SentReply(external_id=f"reply-{len(self.posted)}", created_at=datetime.now(UTC))
 
 
-@pytest.fixture
-async def client(aiohttp_client, settings):
+# A real argon2id hash with cheap parameters: the login path is the production one, the test stays fast.
+PASSWORD = "s3cret-pass"
+CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+
+
+async def make_client(aiohttp_client, settings, users=(("agent", "agent"),)):
+    """A test client on the whole app (store, pipeline, web) with a recording connector and `users`."""
     from carebox.runtime import build_app
     from carebox.store import actions
-    from web.auth import hash_password
+    from web.keys import engine_key
 
     app = await build_app(settings)
     cli = await aiohttp_client(app)
     app[connectors_key]["sim"] = RecordingConnector()
-    from web.keys import engine_key
-
-    await actions.add_user(app[engine_key], "agent", hash_password("s3cret-pass"), "agent", datetime.now(UTC))
+    for name, role in users:
+        await actions.add_user(app[engine_key], name, CHEAP_HASH, role, datetime.now(UTC))
     return cli
 
 
-async def _login(client, password: str = "s3cret-pass"):
+@pytest.fixture
+async def client(aiohttp_client, settings):
+    return await make_client(aiohttp_client, settings)
+
+
+async def _login(client, password: str = PASSWORD, username: str = "agent"):
     page = await client.get("/login")
     token = CSRF.search(await page.text()).group(1)
-    return await client.post("/login", data={"username": "agent", "password": password, "csrf": token}, allow_redirects=False)
+    return await client.post("/login", data={"username": username, "password": password, "csrf": token}, allow_redirects=False)
 
 
 async def _csrf(client, path: str) -> str:

@@ -1,0 +1,32 @@
+"""Every route of the web app, in one table."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web import admin, api, auth, compose, live, me, ops, views
+
+
+def add_routes(app: web.Application) -> None:
+    """Register pages, actions, live updates, admin pages and the JSON API."""
+    r = app.router
+    r.add_get("/login", auth.login_form)
+    r.add_post("/login", auth.login)
+    r.add_post("/logout", auth.logout)
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/metrics", ops.metrics)
+    r.add_get("/", views.inbox)
+    r.add_get("/events", live.events)
+    r.add_get("/conversations/{id}", views.conversation)
+    r.add_post("/conversations/{id}/reply", compose.reply)
+    r.add_post("/conversations/{id}/assign", views.assign)
+    r.add_post("/conversations/{id}/status", views.status)
+    r.add_post("/conversations/{id}/notes", views.note)
+    r.add_post("/conversations/{id}/tags", views.tags)
+    r.add_post("/conversations/{id}/presence", live.presence)
+    r.add_get("/me", me.page)
+    r.add_post("/me", me.save)
+    r.add_post("/me/tokens", me.create_token)
+    r.add_post("/me/tokens/{id}/revoke", me.revoke_token)
+    admin.add_routes(app)
+    api.add_routes(app)
