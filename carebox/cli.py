@@ -1,4 +1,4 @@
-"""The `carebox` command: demo, serve, migrate, simulate, replay, stats, user, and the domain tools."""
+"""The `carebox` command: demo, serve, worker, web, migrate, simulate, replay, stats, user, and the domain tools."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import getpass
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,7 +23,8 @@ log = logging.getLogger("carebox")
 DEMO_USERS = (("admin", "admin"), ("manager", "manager"), ("agent", "agent"))
 DEMO_PASSWORD = "demo"
 # Modules adding their own sub-commands with `register(subparsers)`.
-COMMAND_MODULES = ("carebox.commands.sla", "carebox.commands.classify", "carebox.commands.detect")
+COMMAND_MODULES = ("carebox.commands.sla", "carebox.commands.classify", "carebox.commands.detect",
+                   "carebox.commands.report")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -33,13 +35,13 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="configuration file (default: $CAREBOX_CONFIG, else built-in defaults)")
 
 
-def _run_app(settings: config.Settings, banner: Callable[[], None] | None = None) -> None:
+def _run_app(settings: config.Settings, banner: Callable[[], None] | None = None, role: str = "serve") -> None:
     from aiohttp import web
 
     from carebox.runtime import build_app
 
     async def factory() -> web.Application:
-        app = await build_app(settings)
+        app = await build_app(settings, role=role)
         if banner:
             app.on_startup.append(lambda _app: _announce(banner))
         return app
@@ -106,6 +108,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{len(settings.connectors)} connector(s)", flush=True)
 
     _run_app(settings, banner)
+    return 0
+
+
+def _with_listen(settings: config.Settings, args: argparse.Namespace) -> config.Settings:
+    web = settings.web
+    if getattr(args, "host", None) is not None:
+        web = replace(web, host=args.host)
+    if getattr(args, "port", None) is not None:
+        web = replace(web, port=args.port)
+    return replace(settings, web=web)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a scale-out worker: the connectors it wins a lease for, the pipeline consumer, and scheduler candidacy."""
+    settings = _with_listen(_settings(args), args)
+
+    def banner() -> None:
+        print(f"carebox worker (pid {os.getpid()}): {len(settings.connectors)} connector(s) to share, queue "
+              f"{settings.queue_url.split('@')[-1]}; health on http://{settings.web.host}:{settings.web.port}/readyz",
+              flush=True)
+
+    _run_app(settings, banner, role="worker")
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Run a web process: the inbox and API only (no connectors, no consumer, no scheduler)."""
+    settings = _with_listen(_settings(args), args)
+
+    def banner() -> None:
+        print(f"carebox web (pid {os.getpid()}) on http://{settings.web.host}:{settings.web.port}/", flush=True)
+
+    _run_app(settings, banner, role="web")
     return 0
 
 
@@ -226,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--port", type=int, default=None, help="override [web] port")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a scale-out worker (connectors, pipeline, scheduler candidacy)",
+                       description=cmd_worker.__doc__)
+    _add_config(p)
+    p.add_argument("--host", default=None, help="override [web] host for the health and webhook endpoints")
+    p.add_argument("--port", type=int, default=None, help="override [web] port for the health and webhook endpoints")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("web", help="run a web process (inbox and API only)", description=cmd_web.__doc__)
+    _add_config(p)
+    p.add_argument("--host", default=None, help="override [web] host")
+    p.add_argument("--port", type=int, default=None, help="override [web] port")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date", description=cmd_migrate.__doc__)
     _add_config(p)

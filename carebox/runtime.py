@@ -17,15 +17,18 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carebox import fanout as live
+from carebox import scaleout
 from carebox.alerting import Router
 from carebox.clocks import ClockBook
-from carebox.incidents import OutageWatcher
-from carebox.outage import Detector
 from carebox.config import ConnectorSettings, Settings
 from carebox.errors import AuthenticationFailed, ConfigError, ConnectorError
+from carebox.incidents import OutageWatcher
+from carebox.leader import SCHEDULER, Leases, connector_lock, make_locks
+from carebox.outage import Detector
 from carebox.pipeline import Pipeline, consume
 from carebox.ports import Connector, MentionSink
-from carebox.queue import EmbeddedQueue
+from carebox.queue import EmbeddedQueue, Queue, make_queue
 from carebox.scheduler import Scheduler
 from carebox.store import ingest as store_ingest
 from carebox.store.engine import make_engine
@@ -44,7 +47,20 @@ CONNECTORS: dict[str, str] = {
     "instagram": "connectors.social.instagram",
     "email": "connectors.social.email",
     "webhook": "connectors.social.webhook",
+    "replay": "connectors.social.replay",
 }
+ROLES = ("serve", "worker", "web")
+# What each process role runs besides the store: the web inbox, the pipeline consumer, and the
+# lease-holding work (connectors, scheduler leadership).
+RUNS: dict[str, frozenset[str]] = {
+    "serve": frozenset({"inbox", "consumer", "leases"}),
+    "worker": frozenset({"consumer", "leases"}),
+    "web": frozenset({"inbox"}),
+}
+queue_key = web.AppKey("carebox.queue", Queue)
+fanout_key = web.AppKey("carebox.fanout", live.Fanout)
+leases_key = web.AppKey("carebox.leases", Leases)
+work_key = web.AppKey("carebox.leased_work", object)
 RESTART_DELAY_S = 5.0
 OUTAGE_TICK_S = 60.0
 
@@ -113,17 +129,40 @@ async def supervise(connector: Connector, sink: MentionSink, engine: AsyncEngine
         delay = min(delay * 2, 300.0)
 
 
-async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow) -> web.Application:
-    """The whole embedded process as one aiohttp application: resources start and stop with it."""
-    from web.app import create_app
-    from web.keys import clocks_key, connectors_key, engine_key, now_key, pipeline_key
+def make_stream_options(so: scaleout.ScaleoutSettings) -> Any:
+    """Redis stream options from the [scaleout] table."""
+    from carebox.queue.redis import StreamOptions
 
-    app = create_app(settings, session_secret=session_secret(settings.data_dir))
-    queue = EmbeddedQueue(settings.pipeline.max_pending_batches)
-    session = aiohttp.ClientSession()
-    connectors = {spec.name: build_connector(spec, session, os.environ) for spec in settings.connectors}
-    app[connectors_key] = connectors
-    app[now_key] = now
+    return StreamOptions(stream=so.stream, group=so.group, visibility_s=so.visibility_s,
+                         max_deliveries=so.max_deliveries, max_len=so.max_stream_len)
+
+
+def fanout_url(settings: Settings, so: scaleout.ScaleoutSettings) -> str:
+    """Where live events go: [scaleout] fanout_url, else the Redis of the queue, else in-process."""
+    return so.fanout_url or (settings.queue_url if settings.queue_url.startswith(("redis", "unix")) else "memory://")
+
+
+def _health_routes(app: web.Application) -> None:
+    """/healthz (the process is up) and /readyz (store and queue answer) for worker processes."""
+    from carebox import health
+    from web.keys import engine_key
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok, checks = await health.readiness(request.app[engine_key], request.app.get(queue_key))
+        leases = request.app.get(leases_key)
+        body = {"ready": ok, "checks": [c.as_dict() for c in checks],
+                "leases": sorted(leases.running) if leases else []}
+        return web.json_response(body, status=200 if ok else 503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def _mount_hooks(app: web.Application, connectors: Mapping[str, Connector], queue: Queue) -> None:
+    """Serve the push endpoints of webhook-style connectors under /hooks/<name>/ (they feed the queue)."""
     for name, connector in connectors.items():
         routes = getattr(connector, "routes", None)
         if routes is not None:
@@ -131,18 +170,69 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow)
             hooks.add_routes(routes(queue))
             app.add_subapp(f"/hooks/{name}/", hooks)
 
+
+def _base_app(settings: Settings, role: str) -> web.Application:
+    if "inbox" in RUNS[role]:
+        from web.app import create_app
+
+        return create_app(settings, session_secret=session_secret(settings.data_dir))
+    app = web.Application()
+    _health_routes(app)
+    return app
+
+
+async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow, role: str = "serve") -> web.Application:
+    """One carebox process as an aiohttp application: `serve` runs everything (the embedded default),
+    `worker` the connectors, pipeline consumer and scheduler, `web` the inbox and API only."""
+    from web.keys import clocks_key, connectors_key, engine_key, now_key, pipeline_key
+
+    if role not in RUNS:
+        raise ConfigError("role", f"one of {', '.join(ROLES)}")
+    runs = RUNS[role]
+    so = scaleout.parse(settings.raw)
+    app = _base_app(settings, role)
+    queue = make_queue(settings.queue_url, max_batches=settings.pipeline.max_pending_batches,
+                       options=make_stream_options(so) if settings.queue_url.startswith(("redis", "unix")) else None)
+    app[queue_key] = queue
+    fan = live.make_fanout(fanout_url(settings, so), so.fanout_channel)
+    app[fanout_key] = fan
+    shared = isinstance(fan, live.RedisFanout)
+    session = aiohttp.ClientSession()
+    connectors = {spec.name: build_connector(spec, session, os.environ) for spec in settings.connectors}
+    app[connectors_key] = connectors
+    app[now_key] = now
+    # a web process with the embedded queue has no consumer: its hooks would never be answered
+    if "consumer" in runs or not isinstance(queue, EmbeddedQueue):
+        _mount_hooks(app, connectors, queue)
+
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         await session.close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         await upgrade(settings.database_url)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **_pool_options(settings.database_url))
         app[engine_key] = engine
         pipeline, book = make_pipeline(settings, engine)
         app[pipeline_key], app[clocks_key] = pipeline, book
         yield
         await engine.dispose()
+
+    async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+        if isinstance(fan, live.RedisFanout):
+            await fan.start()
+        relay = asyncio.create_task(_relay(fan, app[pipeline_key])) if shared and "inbox" in runs else None
+        if shared and "consumer" in runs:
+            app[pipeline_key].observers.append(lambda rows: fan.publish_nowait(live.committed_event(rows)))
+        yield
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        await fan.close()
+        close = getattr(queue, "close", None)
+        if close is not None:
+            await close()
 
     async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(consume(
@@ -153,25 +243,130 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def connectors_ctx(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(supervise(c, queue, app[engine_key]), name=f"connector:{c.name}")
-                 for c in connectors.values()]
+    async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
+        work = LeasedWork(settings, app[engine_key], app[pipeline_key], app[clocks_key], queue, fan, session,
+                          connectors, now, shared=shared)
+        locks = make_locks(settings.database_url, so.lease_s)
+        leases = Leases(locks, [*(connector_lock(n) for n in connectors), SCHEDULER], work.start, work.stop,
+                        lease_s=so.lease_s, greed=len(connectors) + 1 if not shared else 1)
+        app[leases_key], app[work_key] = leases, work
+        await leases.round()  # embedded: everything starts now, as before
+        task = asyncio.create_task(leases.run(), name="leases")
         yield
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await locks.close()
 
-    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        scheduler = Scheduler(app[engine_key], app[clocks_key], now)
-        app[pipeline_key].on_clocks = scheduler.arm
-        watcher = make_watcher(settings, app[engine_key], session)
-        await watcher.start()
-        app[pipeline_key].observers.append(watcher.observe)
-        await scheduler.start()
-        scheduler.every(OUTAGE_TICK_S, lambda: watcher.tick(now()), "outage:tick")
-        yield
-        scheduler.shutdown()
-
-    # the scheduler starts last and stops first
-    app.cleanup_ctx.extend([http_ctx, store_ctx, consumer_ctx, connectors_ctx, scheduler_ctx])
+    contexts = [http_ctx, store_ctx, fanout_ctx]
+    if "consumer" in runs:
+        contexts.append(consumer_ctx)
+    if "leases" in runs:
+        contexts.append(leases_ctx)  # the scheduler starts last and stops first
+    app.cleanup_ctx.extend(contexts)
     return app
+
+
+def _pool_options(url: str) -> dict[str, Any]:
+    """Engine options: PostgreSQL connections are checked before use (a restarted server is survived)."""
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10} if url.startswith("postgresql") else {}
+
+
+async def _relay(fan: live.Fanout, pipeline: Pipeline) -> None:
+    """Web processes: replay other processes' commits to the local after-commit observers (live pages)."""
+    async with fan.subscribe() as events:
+        async for event in events:
+            if event.get("kind") != "committed" or event.get("origin") == fan.origin:
+                continue
+            rows = live.rows_of(event)
+            for observer in list(pipeline.observers):
+                try:
+                    observer(rows)
+                except Exception:  # noqa: BLE001 - one observer's bug must not stop live updates
+                    log.exception("live observer failed")
+
+
+class LeasedWork:
+    """What a process runs while it holds a lease: a connector instance, or the scheduler (leader)."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, pipeline: Pipeline, book: ClockBook, queue: Queue,
+                 fan: live.Fanout, session: aiohttp.ClientSession, connectors: Mapping[str, Connector],
+                 now: Callable[[], datetime], *, shared: bool) -> None:
+        self.settings, self.engine, self.pipeline, self.book = settings, engine, pipeline, book
+        self.queue, self.fan, self.session, self.connectors, self.now = queue, fan, session, connectors, now
+        self.shared = shared
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.scheduler: Scheduler | None = None
+        self._observer: Callable[[list[dict[str, Any]]], None] | None = None
+        if shared:
+            # until this process leads, the clocks it starts are armed by the leader
+            pipeline.on_clocks = self._announce_clocks
+
+    def _announce_clocks(self, clocks: list[dict[str, Any]]) -> None:
+        ids = sorted({c["id"] for c in clocks if c.get("id") is not None})
+        if ids:
+            self.fan.publish_nowait({"kind": "clocks", "ids": ids})
+
+    async def start(self, name: str) -> None:
+        """Begin the work of a lease just won."""
+        if name == SCHEDULER:
+            await self._lead()
+            return
+        connector = self.connectors[name.split(":", 1)[1]]
+        self.tasks[name] = asyncio.create_task(supervise(connector, self.queue, self.engine), name=name)
+
+    async def stop(self, name: str) -> None:
+        """Stop the work of a lease lost or given back."""
+        if name == SCHEDULER:
+            self._abdicate()
+        task = self.tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _lead(self) -> None:
+        scheduler = Scheduler(self.engine, self.book, self.now)
+        watcher = make_watcher(self.settings, self.engine, self.session)
+        await watcher.start()
+        if self.shared:
+            # every worker's commits reach the leader's detector, and its new clocks the scheduler
+            self.tasks["watcher:feed"] = asyncio.create_task(_feed(self.fan, watcher.observe, scheduler))
+        self.pipeline.observers.append(watcher.observe)
+        self.pipeline.on_clocks = scheduler.arm
+        await scheduler.start()
+        scheduler.every(OUTAGE_TICK_S, lambda: watcher.tick(self.now()), "outage:tick")
+        self.scheduler, self._observer = scheduler, watcher.observe
+        log.info("this process leads the scheduler")
+
+    def _abdicate(self) -> None:
+        if self.scheduler is None:
+            return
+        self.scheduler.shutdown()
+        self.scheduler = None
+        self.pipeline.on_clocks = self._announce_clocks if self.shared else None
+        if self._observer is not None:
+            with contextlib.suppress(ValueError):
+                self.pipeline.observers.remove(self._observer)
+        feed = self.tasks.pop("watcher:feed", None)
+        if feed is not None:
+            feed.cancel()
+        log.warning("this process no longer leads the scheduler")
+
+
+async def _feed(fan: live.Fanout, observe: Callable[[list[dict[str, Any]]], None], scheduler: Scheduler) -> None:
+    """The leader hears the other workers: their complaints feed the outage detector, their new clocks
+    get their exact-instant jobs (a lost message is caught by the sweep)."""
+    from carebox.store import clocks as store_clocks
+
+    async with fan.subscribe() as events:
+        async for event in events:
+            if event.get("origin") == fan.origin:
+                continue
+            try:
+                if event.get("kind") == "committed":
+                    observe([r for r in live.rows_of(event) if r.get("text")])
+                elif event.get("kind") == "clocks":
+                    scheduler.arm(await store_clocks.by_ids(scheduler.engine, list(event.get("ids", []))))
+            except Exception:  # noqa: BLE001 - the sweep reconciles whatever this misses
+                log.exception("leader feed failed on a %s event", event.get("kind"))

@@ -71,12 +71,13 @@ class Scheduler:
         return armed
 
     def _cancel(self, clock_id: int) -> None:
-        for job in self.aps.get_jobs():
-            if job.id.startswith(f"sla:{clock_id}:"):
-                try:
-                    job.remove()
-                except JobLookupError:
-                    pass
+        # by id, not by scanning every job: a busy inbox has tens of thousands of armed jobs
+        kinds = ["warn", "breach", *(f"escalate:{i}" for i in range(len(self.book.settings.ladder)))]
+        for kind in kinds:
+            try:
+                self.aps.remove_job(f"sla:{clock_id}:{kind}")
+            except JobLookupError:
+                pass
 
     async def _fire(self, clock_id: int, kind: str) -> None:
         event = await escalation.fire(self.engine, self.book, clock_id, kind, self.now())

@@ -16,7 +16,7 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from carebox.config import Settings
-from web import auth, i18n, live, routes
+from web import auth, i18n, live, reports, routes
 from web.keys import (
     broadcaster_key,
     counts_cache_key,
@@ -136,5 +136,6 @@ def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
     app.on_cleanup.append(_stop_tasks)
     _templates(app)
     routes.add_routes(app)
+    reports.setup(app)
     app.router.add_static("/static/", HERE / "static", name="static")
     return app

@@ -7,7 +7,7 @@ from typing import Protocol
 from carebox.ports import IngestBatch, MentionSink
 from carebox.queue.embedded import EmbeddedQueue, Envelope
 
-__all__ = ["EmbeddedQueue", "Envelope", "Queue"]
+__all__ = ["EmbeddedQueue", "Envelope", "Queue", "make_queue"]
 
 
 class Queue(MentionSink, Protocol):
@@ -24,3 +24,12 @@ class Queue(MentionSink, Protocol):
 
     def put_nowait_batch(self, batch: IngestBatch) -> Envelope:
         """Enqueue without waiting (for tests and replays with their own flow control)."""
+
+
+def make_queue(url: str, *, max_batches: int = 64, options: object | None = None) -> Queue:
+    """The queue a `queue_url` names: memory:// (embedded, default) or redis://host:port/db (Redis Streams)."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from carebox.queue.redis import RedisQueue, StreamOptions
+
+        return RedisQueue.from_url(url, options if isinstance(options, StreamOptions) else StreamOptions())  # type: ignore[return-value]
+    return EmbeddedQueue(max_batches)  # type: ignore[return-value]

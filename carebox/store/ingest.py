@@ -32,10 +32,32 @@ def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def _is_pg(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# The transaction advisory lock that ingest transactions take on PostgreSQL (leader.py uses other keys).
+INGEST_LOCK = (7301, 0)
+_LOCK_INGEST = sa.text("SELECT pg_advisory_xact_lock(:space, :key)")
+
+
+async def lock_ingest(conn: AsyncConnection) -> None:
+    """On PostgreSQL, make this ingest transaction exclusive among all workers' ingest transactions (until commit)."""
+    # Why one lock: the dedup check, customer creation and threading must see everything the other
+    # workers committed, as under SQLite's BEGIN IMMEDIATE. A lock per mention and per customer was
+    # tried: a group of batches needs thousands, more than PostgreSQL's shared lock table holds ("out
+    # of shared memory"). Queue reads, decoding, connectors, the scheduler and the web stay parallel;
+    # conversation rows are also read FOR UPDATE so concurrent web actions are never overwritten.
+    if _is_pg(conn):
+        await conn.execute(_LOCK_INGEST, {"space": INGEST_LOCK[0], "key": INGEST_LOCK[1]})
+
+
 async def mention_conversations(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
     """Stored mentions among `keys` ((network, external_id)), mapped to their conversation id."""
+    keys = set(keys)
+    await lock_ingest(conn)
     by_network: dict[str, list[str]] = {}
-    for network, external_id in set(keys):
+    for network, external_id in keys:
         by_network.setdefault(network, []).append(external_id)
     found: dict[tuple[str, str], int | None] = {}
     for network, ids in by_network.items():
@@ -53,6 +75,7 @@ async def mention_conversations(conn: AsyncConnection, keys: Iterable[tuple[str,
 async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]], now: datetime) -> dict[tuple[str, str], int]:
     """Customer ids for (network, external_user_id) identities, creating customers and identities as needed."""
     wanted = {(p["network"], p["external_user_id"]): p for p in people}
+    await lock_ingest(conn)
     found: dict[tuple[str, str], int] = {}
     by_network: dict[str, list[str]] = {}
     for network, user_id in wanted:
@@ -92,7 +115,8 @@ async def conversations_by_id(conn: AsyncConnection, ids: Iterable[int]) -> dict
     """Conversation rows by id."""
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(ids))):
-        for row in await conn.execute(sa.select(conversation_t).where(conversation_t.c.id.in_(chunk))):
+        stmt = sa.select(conversation_t).where(conversation_t.c.id.in_(chunk)).order_by(conversation_t.c.id)
+        for row in await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt):
             out[row.id] = dict(row._mapping)
     return out
 
@@ -101,11 +125,12 @@ async def latest_open_conversations(conn: AsyncConnection, customer_ids: Iterabl
     """The latest unresolved conversation per (network, account, customer id) for these customers."""
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(customer_ids))):
-        rows = await conn.execute(
-            sa.select(conversation_t)
-            .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.status != "resolved")
-            .order_by(conversation_t.c.last_message_at)
-        )
+        stmt = (sa.select(conversation_t)
+                .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.status != "resolved")
+                .order_by(conversation_t.c.last_message_at, conversation_t.c.id))
+        # on PostgreSQL the rows are locked and re-read at their latest committed version, so two
+        # workers never both update a conversation from the same stale copy
+        rows = await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt)
         for row in rows:
             out[(row.network, row.account, row.customer_id)] = dict(row._mapping)
     return out

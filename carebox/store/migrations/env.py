@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
 
@@ -12,6 +13,7 @@ from carebox.store.engine import make_engine
 from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
+MIGRATION_LOCK = 7320
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +24,9 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # several processes may start at once: one migrates, the others wait and then find nothing to do
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": MIGRATION_LOCK})
         context.run_migrations()
 
 
