@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from carebox import sla
-from carebox.calendar import ALWAYS_OPEN, Calendar, business_seconds
+from carebox.calendar import ALWAYS_OPEN, Calendar, add_business, business_seconds
 from carebox.pipeline import ClockPlan
 from carebox.ports import InboundMention
 
@@ -64,11 +64,17 @@ class ClockBook:
         return ClockPlan(target, policy.name, cal.name, cal.version, started_at, state.business_due, wall_due, state.warn_at)
 
     def elapsed(self, clock: Mapping[str, Any], end: datetime) -> tuple[float, float]:
-        """(business, wall) seconds from the clock's start to `end` (pauses come with the status workflow)."""
-        cal = self.calendar_of(clock)
+        """(business, wall) seconds the clock ran from its start to `end`, its pauses excluded: the target
+        less what is left before its (pause-shifted) business due time."""
         if end <= clock["started_at"]:
             return 0.0, 0.0
-        return business_seconds(cal, clock["started_at"], end), (end - clock["started_at"]).total_seconds()
+        cal = self.calendar_of(clock)
+        wall = (end - clock["started_at"]).total_seconds() - float(clock.get("paused_s") or 0.0)
+        state = self.evaluate(clock, clock["started_at"])
+        if state is None or not clock.get("paused_s"):
+            return business_seconds(cal, clock["started_at"], end), max(0.0, wall)
+        target_s = state.business_used_s + state.business_left_s
+        return target_s - business_seconds(cal, end, clock["business_due"]), max(0.0, wall)
 
     def calendar_of(self, clock: Mapping[str, Any]) -> Calendar:
         """The calendar a stored clock runs on (24/7 when its calendar is no longer configured)."""
@@ -87,6 +93,29 @@ class ClockBook:
             running = sla.fulfil(running, clock["fulfilled_at"])
         return sla.evaluate(running, self.settings.calendars, now)
 
+    def pauses(self, conversation: Mapping[str, Any], status: str) -> bool:
+        """Whether `status` stops this conversation's clocks under its policy (default: pending)."""
+        try:
+            policy = self.settings.policy(conversation.get("policy") or "")
+        except KeyError:
+            return status == "pending"
+        return status in policy.pausing_statuses
+
+    def resumed(self, clock: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """The new due times of a clock paused at `clock["paused_at"]` and resumed at `now`: the business
+        time that was left at the pause is planned again from `now`; the wall due moves by the pause."""
+        paused_at = clock["paused_at"]
+        cal = self.calendar_of(clock)
+        pause_s = max(0.0, (now - paused_at).total_seconds())
+        left = business_seconds(cal, paused_at, clock["business_due"])
+        business_due = add_business(cal, now, left) if left > 0 else clock["business_due"]
+        warn_at = clock.get("warn_at")
+        if warn_at is not None and clock.get("warned_at") is None and warn_at > paused_at:
+            warn_at = add_business(cal, now, business_seconds(cal, paused_at, warn_at))
+        return {"paused_at": None, "state": "running", "paused_s": float(clock.get("paused_s") or 0.0) + pause_s,
+                "business_due": business_due, "wall_due": clock["wall_due"] + timedelta(seconds=pause_s),
+                "warn_at": warn_at}
+
     def counts_as_response(self, mention: InboundMention) -> bool:
         """Public replies count; private ones as configured; automated ones never."""
         kind = sla.ReplyKind.AUTOMATED if mention.automated else (
@@ -97,6 +126,8 @@ class ClockBook:
         """Business time left (negative when overdue) and the customer's wait on the wall clock."""
         due = conversation.get("due_business")
         waiting_since = conversation.get("last_inbound_at")
+        if conversation.get("status") == "pending":
+            return ClockView(None, None, "paused")
         if due is None:
             return ClockView(None, None, "answered")
         cal, target = self._calendar(conversation.get("policy"))

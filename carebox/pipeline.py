@@ -53,6 +53,9 @@ class ClockPlanner(Protocol):
     def counts_as_response(self, mention: InboundMention) -> bool:
         """Whether a brand message stops the first-response clock."""
 
+    def resumed(self, clock: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """A paused clock's new values when it resumes at `now` (the customer wrote while pending)."""
+
 
 @dataclass(slots=True)
 class _Conv:
@@ -235,12 +238,27 @@ class Pipeline:
         row["snippet"] = m.text[:SNIPPET]
         if row["status"] != Status.OPEN:
             row["status"], row["resolved_at"] = Status.OPEN.value, None
+            self._resume_clocks(work, conv, m.created_at)
         if row["first_message_at"] is None:
             row["first_message_at"] = m.created_at
             self._start_clock(work, conv, self.clocks.start(FIRST_RESPONSE, row, m.created_at))
         elif row["last_outbound_at"] is not None and not any(c.get("fulfilled_at") is None for c in conv.clocks):
             # the customer writes again after an agent's reply: the next-response clock starts
             self._start_clock(work, conv, self.clocks.start(NEXT_RESPONSE, row, m.created_at))
+
+    def _resume_clocks(self, work: _Work, conv: _Conv, at: datetime) -> None:
+        """The customer answered while the conversation was pending: its paused clocks run again."""
+        for clock in conv.clocks:
+            if clock.get("paused_at") is not None and clock.get("fulfilled_at") is None:
+                clock.update(self.clocks.resumed(clock, at), dirty=True)
+                work.events.append((conv, {"target": clock["target"], "kind": "resume", "at": at,
+                                           "business_due": clock["business_due"], "wall_due": clock["wall_due"],
+                                           "business_s": None, "wall_s": None, "detail": "customer wrote",
+                                           "clock": clock}))
+        running = [c for c in conv.clocks if c.get("fulfilled_at") is None]
+        if running:
+            conv.row["due_business"] = min(c["business_due"] for c in running)
+            conv.row["due_wall"] = min(c["wall_due"] for c in running)
 
     def _start_clock(self, work: _Work, conv: _Conv, plan: ClockPlan) -> None:
         clock = {

@@ -22,6 +22,7 @@ from web.keys import (
     engine_key,
     inbox_settings_key,
     now_key,
+    pipeline_key,
     presence_key,
     settings_key,
     user_key,
@@ -173,9 +174,13 @@ async def status(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise web.HTTPBadRequest(text=_("The status must be open, pending or resolved.")) from None
     try:
-        await actions.set_status(request.app[engine_key], conversation_id, new, request[user_key]["id"], request.app[now_key]())
+        changed = await actions.set_status(request.app[engine_key], conversation_id, new, request[user_key]["id"],
+                                           request.app[now_key](), clocks=request.app[clocks_key])
     except NotFound as err:
         raise web.HTTPNotFound(text=str(err)) from None
+    rearm = request.app[pipeline_key].on_clocks
+    if changed and rearm is not None:
+        rearm(changed)  # resumed clocks have new due times: the scheduler plans them again
     announce(request.app, LiveEvent("status", conversation_id, {"status": new.value, "by": request[user_key]["id"]}))
     raise web.HTTPSeeOther("/" if new is Status.RESOLVED else f"/conversations/{conversation_id}")
 

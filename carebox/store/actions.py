@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carebox.errors import NotFound
 from carebox.ports import Status
 from carebox.store.engine import write_transaction
+from carebox.store.ingest import clock_t as slaclock
 from carebox.store.queries import (
     audit,
     canned,
@@ -50,8 +52,22 @@ async def assign(engine: AsyncEngine, conversation_id: int, assignee_id: int | N
         await _audit(c, now, by_user_id, "assign", conversation_id, before=before["assignee_id"], after=assignee_id)
 
 
-async def set_status(engine: AsyncEngine, conversation_id: int, status: Status, by_user_id: int | None, now: datetime) -> None:
-    """Open, set pending or resolve a conversation; resolving stops its due times."""
+class StatusClocks(Protocol):
+    """What a status change needs from the SLA engine (carebox.clocks.ClockBook)."""
+
+    def pauses(self, conversation: Mapping[str, Any], status: str) -> bool: ...
+
+    def resumed(self, clock: Mapping[str, Any], now: datetime) -> dict[str, Any]: ...
+
+
+async def set_status(
+    engine: AsyncEngine, conversation_id: int, status: Status, by_user_id: int | None, now: datetime,
+    clocks: StatusClocks | None = None,
+) -> list[dict[str, Any]]:
+    """Open, set pending or resolve a conversation. Resolving stops its due times; a pausing status
+    (pending, by default) pauses its running clocks, and reopening resumes them with the business time
+    that was left. Returns the clocks whose due times changed (for the scheduler to re-arm)."""
+    changed: list[dict[str, Any]] = []
     async with write_transaction(engine) as c:
         before = await _require_conversation(c, conversation_id)
         values: dict[str, Any] = {"status": status.value}
@@ -62,8 +78,40 @@ async def set_status(engine: AsyncEngine, conversation_id: int, status: Status, 
             ))
         else:
             values["resolved_at"] = None
+        if clocks is not None:
+            changed = await _pause_or_resume(c, before, status, now, clocks, values)
         await c.execute(conv.update().where(conv.c.id == conversation_id).values(**values))
         await _audit(c, now, by_user_id, "status", conversation_id, before=before["status"], after=status.value)
+    return changed
+
+
+async def _pause_or_resume(
+    c: AsyncConnection, before: dict[str, Any], status: Status, now: datetime, clocks: StatusClocks,
+    values: dict[str, Any],
+) -> list[dict[str, Any]]:
+    running = [dict(r._mapping) for r in await c.execute(sa.select(slaclock).where(
+        slaclock.c.conversation_id == before["id"], slaclock.c.fulfilled_at.is_(None)))]
+    pause = status is not Status.RESOLVED and clocks.pauses(before, status.value)
+    changed = []
+    for clock in running:
+        if pause and clock["paused_at"] is None:
+            update, kind = {"paused_at": now, "state": "paused"}, "pause"
+        elif not pause and clock["paused_at"] is not None:
+            update, kind = clocks.resumed(clock, now), "resume"
+        else:
+            continue
+        await c.execute(slaclock.update().where(slaclock.c.id == clock["id"]).values(**update))
+        clock.update(update)
+        changed.append(clock)
+        await c.execute(sla_event.insert().values(
+            conversation_id=before["id"], clock_id=clock["id"], target=clock["target"], kind=kind, at=now,
+            business_due=clock["business_due"], wall_due=clock["wall_due"], detail=f"status {status.value}",
+        ))
+    if status is not Status.RESOLVED:
+        live = [k for k in running if k["paused_at"] is None]
+        values["due_business"] = min((k["business_due"] for k in live), default=None)
+        values["due_wall"] = min((k["wall_due"] for k in live), default=None)
+    return changed
 
 
 async def add_note(engine: AsyncEngine, conversation_id: int, user_id: int, text: str, now: datetime) -> None:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from carebox import config, escalation
 from carebox.clocks import ClockBook
-from carebox.ports import IngestBatch
+from carebox.ports import Direction, IngestBatch
 from carebox.runtime import make_pipeline
 from carebox.scheduler import Scheduler
 from carebox.store import clocks as clock_store
@@ -83,3 +83,41 @@ async def test_a_short_policy_warns_and_breaches_in_real_time_through_apschedule
         scheduler.shutdown()
     assert [f.kind for f in fired] == ["warn", "breach"]
     assert fired[0].at - start >= timedelta(seconds=1) and fired[1].at - start >= timedelta(seconds=2)
+
+
+async def test_pending_pauses_the_clock_and_reopening_plans_the_business_time_that_was_left(pipeline, engine, settings, mention):
+    from carebox.ports import Status
+    from carebox.store import actions
+
+    book = ClockBook(settings.sla)
+    # Tuesday 10:00 Paris, 1 h on Mon-Fri 09:00-19:00: due 11:00. Pending at 10:20 (40 min left),
+    # back at 18:40: 20 min today, 20 min Wednesday morning -> due Wednesday 09:20.
+    await pipeline.ingest([IngestBatch("sim", (mention(when="2026-11-17T10:00:00+01:00"),))], at("2026-11-17T10:00:00+01:00"))
+    [clock] = await clock_store.running(engine)
+    await actions.set_status(engine, clock["conversation_id"], Status.PENDING, None, at("2026-11-17T10:20:00+01:00"), clocks=book)
+    assert await escalation.fire(engine, book, clock["id"], "breach", at("2026-11-17T11:00:00+01:00")) is None
+    changed = await actions.set_status(engine, clock["conversation_id"], Status.OPEN, None,
+                                       at("2026-11-17T18:40:00+01:00"), clocks=book)
+    assert [c["business_due"] for c in changed] == [at("2026-11-18T09:20:00+01:00")]
+    assert changed[0]["wall_due"] == at("2026-11-17T11:00:00+01:00") + timedelta(hours=8, minutes=20)
+    answer = mention("done", when="2026-11-18T09:00:00+01:00", author="acme", direction=Direction.OUTBOUND)
+    await pipeline.ingest([IngestBatch("sim", (answer,))], at("2026-11-18T09:00:00+01:00"))
+    detail = await queries.conversation(engine, clock["conversation_id"])
+    kinds = [e["kind"] for e in detail["sla_events"]]
+    assert kinds == ["activate", "pause", "resume"]  # the brand post did not reply to anything: not a response
+
+
+async def test_a_customer_message_while_pending_resumes_the_clock(pipeline, engine, settings, mention):
+    from carebox.ports import Status
+    from carebox.store import actions
+
+    book = ClockBook(settings.sla)
+    first = mention(when="2026-11-17T10:00:00+01:00")
+    await pipeline.ingest([IngestBatch("sim", (first,))], at("2026-11-17T10:00:00+01:00"))
+    [clock] = await clock_store.running(engine)
+    await actions.set_status(engine, clock["conversation_id"], Status.PENDING, None, at("2026-11-17T10:20:00+01:00"), clocks=book)
+    again = mention("here is my number", when="2026-11-17T14:00:00+01:00", in_reply_to=first.external_id)
+    await pipeline.ingest([IngestBatch("sim", (again,))], at("2026-11-17T14:00:00+01:00"))
+    [clock] = await clock_store.running(engine)
+    assert clock["paused_at"] is None and clock["business_due"] == at("2026-11-17T14:40:00+01:00")
+    assert clock["status"] == "open"
