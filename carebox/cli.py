@@ -22,6 +22,7 @@ from carebox.errors import CareboxError, ConfigError
 log = logging.getLogger("carebox")
 DEMO_USERS = (("admin", "admin"), ("manager", "manager"), ("agent", "agent"))
 DEMO_PASSWORD = "demo"
+QUIET_LOGGERS = ("alembic", "apscheduler", "aiohttp.access")
 # Modules adding their own sub-commands with `register(subparsers)`.
 COMMAND_MODULES = ("carebox.commands.sla", "carebox.commands.classify", "carebox.commands.detect",
                    "carebox.commands.report")
@@ -321,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # one line per request or per timed job is noise on a console; -v shows it
+        for chatty in QUIET_LOGGERS:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:
