@@ -58,9 +58,8 @@ def status_effects(settings: sla.SlaSettings, conv: Mapping[str, Any]) -> dict[s
     try:
         pausing = "pending" in settings.policy(conv.get("policy") or "").pausing_statuses
     except KeyError:
-        pausing = False
-    # stored clocks are not paused on pending yet (that comes with the SLA status workflow): say so, not more
-    pending = (_("the policy treats it as waiting on the customer, but the due time shown does not move yet") if pausing
+        pausing = True  # no contract policy: the default pausing statuses apply
+    pending = (_("the clocks pause and resume with the business time that was left") if pausing
                else _("the SLA clock keeps running"))
     return {
         "open": _("clocks run; the conversation is in the open views"),
