@@ -25,7 +25,7 @@ DEMO_PASSWORD = "demo"
 QUIET_LOGGERS = ("alembic", "apscheduler", "aiohttp.access")
 # Modules adding their own sub-commands with `register(subparsers)`.
 COMMAND_MODULES = ("carebox.commands.sla", "carebox.commands.classify", "carebox.commands.detect",
-                   "carebox.commands.report")
+                   "carebox.commands.report", "carebox.commands.privacy")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:

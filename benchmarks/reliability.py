@@ -1,0 +1,119 @@
+"""Reliability, the long variants: many SIGKILLs of `serve` and `replay`, the fuzz suite at 100,000 cases
+per target, connector and notifier faults over many seeds. Nothing lost, nothing duplicated, no crash.
+
+    python -m benchmarks.reliability [--kills 20] [--replay-n 50000] [--fuzz-examples 100000] [--fault-seeds 10]
+                                     [--only crash-serve,crash-replay,fuzz,faults]
+
+Writes benchmarks/results/reliability.json and prints it. Wall-clock times are for information only:
+the machine is usually shared. A failure (a problem found, a test failing) exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "reliability.json"
+STEPS = ("crash-serve", "crash-replay", "fuzz", "faults")
+
+
+def crash_serve(kills: int) -> dict[str, Any]:
+    """`carebox serve` with the simulator at 3,000 mentions/min, SIGKILLed `kills` times."""
+    from tests.reliability.crash import crash_serve as run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        result = run(Path(tmp), kills, random.Random(kills))
+        return {**asdict(result), "seconds": round(time.monotonic() - started, 1)}
+
+
+def crash_replay(n: int, kills: int) -> dict[str, Any]:
+    """`carebox replay` of `n` simulated mentions, SIGKILLed `kills` times, then finished."""
+    from tests.reliability.crash import crash_replay as run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        result = run(Path(tmp), n, kills, random.Random(n), batch_size=max(100, n // (kills * 4)))
+        return {**asdict(result), "seconds": round(time.monotonic() - started, 1)}
+
+
+def _pytest(paths: list[str], env: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """Run pytest in this process with `env` set; its exit code and outcome counts."""
+    import pytest
+
+    class Counts:
+        def __init__(self) -> None:
+            self.outcomes: dict[str, int] = {}
+
+        def pytest_runtest_logreport(self, report: Any) -> None:
+            if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+                key = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+                self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    os.environ.update(env)
+    counts = Counts()
+    code = pytest.main(["-q", "-p", "no:cacheprovider", *paths], plugins=[counts])
+    return int(code), counts.outcomes
+
+
+def fuzz(examples: int) -> dict[str, Any]:
+    """The fuzz suite with `examples` cases per target."""
+    started = time.monotonic()
+    code, outcomes = _pytest(["tests/fuzz"], {"CAREBOX_FUZZ_EXAMPLES": str(examples)})
+    targets = sum(outcomes.values())
+    return {"cases_per_target": examples, "targets": targets, "cases": examples * outcomes.get("passed", 0),
+            "outcomes": outcomes, "exit_code": code, "seconds": round(time.monotonic() - started, 1)}
+
+
+def faults(seeds: int) -> dict[str, Any]:
+    """Connector and notifier fault tests over `seeds` seeds each."""
+    started = time.monotonic()
+    code, outcomes = _pytest(["tests/reliability/test_connector_faults.py", "tests/reliability/test_notifier_faults.py"],
+                             {"CAREBOX_FAULT_SEEDS": str(seeds)})
+    from tests.reliability import test_connector_faults, test_notifier_faults
+
+    runs = test_connector_faults.FIGURES + test_notifier_faults.FIGURES
+    injected = sum(sum(r["faults"].values()) for r in runs)  # type: ignore[union-attr]
+    return {"seeds": seeds, "runs": len(runs), "faults_injected": injected,
+            "mentions_delivered": sum(int(r.get("mentions", 0)) for r in runs), "outcomes": outcomes,
+            "exit_code": code, "details": runs, "seconds": round(time.monotonic() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--replay-n", type=int, default=50_000)
+    parser.add_argument("--fuzz-examples", type=int, default=100_000)
+    parser.add_argument("--fault-seeds", type=int, default=10)
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps among {', '.join(STEPS)}")
+    args = parser.parse_args(argv)
+    steps = [s for s in args.only.split(",") if s]
+    out: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                           "load_average": os.getloadavg(), "shared_machine": True}
+    if "crash-serve" in steps:
+        out["crash_serve"] = crash_serve(args.kills)
+    if "crash-replay" in steps:
+        out["crash_replay"] = crash_replay(args.replay_n, args.kills)
+    if "fuzz" in steps:
+        out["fuzz"] = fuzz(args.fuzz_examples)
+    if "faults" in steps:
+        out["faults"] = faults(args.fault_seeds)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2, default=str))
+    print(json.dumps(out, indent=2, default=str))
+    failed = any(out.get(k, {}).get("problems") for k in ("crash_serve", "crash_replay")) or any(
+        out.get(k, {}).get("exit_code") for k in ("fuzz", "faults"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
