@@ -45,6 +45,7 @@ class OutageWatcher:
         self.base_url = base_url
         self.open: dict[tuple[str, str | None], dict[str, Any]] = {}
         self._pending_links: dict[int, set[int]] = {}
+        self._unpaged: list[dict[str, Any]] = []
 
     async def start(self) -> None:
         """Restore the detector's state and the open incidents after a restart."""
@@ -53,6 +54,9 @@ class OutageWatcher:
             self.detector.restore(orjson.loads(state))
         for row in await store.open_incidents(self.engine):
             self.open[(row["account"], row["cluster_key"])] = row
+        # the router's pending deliveries died with the last process: page again what nobody received yet
+        told = await store.paged(self.engine, [row["id"] for row in self.open.values()])
+        self._unpaged = [row for row in self.open.values() if row["id"] not in told]
 
     def observe(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Called with each committed batch of mention rows: complaints go to the detector."""
@@ -71,6 +75,9 @@ class OutageWatcher:
         for incident_id, ids in self._pending_links.items():
             await store.link_conversations(self.engine, incident_id, ids)
         self._pending_links.clear()
+        for incident in self._unpaged:
+            self._submit(incident, None, now)
+        self._unpaged = []
         events = self.detector.tick(now)
         for event in events:
             await self._apply(event, now)
@@ -105,16 +112,18 @@ class OutageWatcher:
             return
         self._submit(self.open.get(slot) or incident, event, now)
 
-    def _submit(self, incident: Mapping[str, Any], event: outage.EpisodeEvent, now: datetime) -> None:
+    def _submit(self, incident: Mapping[str, Any], event: outage.EpisodeEvent | None, now: datetime) -> None:
         if self.router is None:
             return
         self.router.submit(alerting.Alert(
             key=incident["dedup_key"], account=incident["account"], title=incident["title"],
             severity=incident["severity"], status="resolved" if incident["state"] == "resolved" else "firing",
-            cluster=incident["cluster_key"], body=event.reason,
+            cluster=incident["cluster_key"], body=event.reason if event else incident.get("reason", ""),
             url=f"{self.base_url}/incidents/{incident['id']}" if self.base_url else None,
-            escalation=1 if event.kind == "escalated" else 0,
-            details={"count": event.count, "baseline": round(event.baseline, 2), "incident_id": incident["id"]},
+            escalation=1 if event is not None and event.kind == "escalated" else 0,
+            details={"count": event.count if event else incident.get("peak_count", 0),
+                     "baseline": round(event.baseline if event else incident.get("baseline", 0.0), 2),
+                     "incident_id": incident["id"]},
         ), now)
 
     async def deliver(self, now: datetime) -> None:

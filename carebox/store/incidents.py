@@ -65,6 +65,17 @@ async def log_deliveries(engine: AsyncEngine, rows: list[dict[str, Any]]) -> Non
             await conn.execute(delivery_t.insert(), rows)
 
 
+async def paged(engine: AsyncEngine, incident_ids: Iterable[int]) -> set[int]:
+    """The incidents whose trigger some receiver has acknowledged (a successful delivery)."""
+    ids = sorted(set(incident_ids))
+    if not ids:
+        return set()
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(delivery_t.c.incident_id).where(
+            delivery_t.c.incident_id.in_(ids), delivery_t.c.action == "trigger", delivery_t.c.outcome == "ok"))
+        return {r[0] for r in rows}
+
+
 async def load_detector_state(engine: AsyncEngine) -> str | None:
     """The detector's last saved state (JSON), if any."""
     async with engine.connect() as conn:

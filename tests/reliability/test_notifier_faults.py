@@ -72,12 +72,6 @@ async def test_incidents_paged_through_a_flaky_network_and_an_outage_page_each_i
                     "resent_triggers": sum(triggers.values()) - len(keys)})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: carebox/incidents.py OutageWatcher.start restores open incidents but never re-submits them to the "
-    "Router, whose pending deliveries live only in memory: an incident opened while the receiver was down is "
-    "never paged if carebox restarts before the receiver is back. Fix: in start(), for each open incident "
-    "without an 'ok' trigger in incidentdelivery, router.submit(Alert(...firing...), now) (or persist the "
-    "router's pending groups)"))
 async def test_an_alert_pending_when_carebox_restarts_is_delivered_after_the_restart(tmp_path, engine, db_url,
                                                                                    mention, monkeypatch):
     fake = FakePagerDuty()
