@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +25,30 @@ class ClockView:
     business_left_s: float | None
     wall_waited_s: float | None
     state: str
+
+
+def calendar_to_json(cal: Calendar) -> str:
+    """A calendar version as JSON, to keep it after the configuration moves on."""
+    return orjson.dumps({
+        "name": cal.name, "timezone": cal.timezone, "weekly": [[list(w) for w in day] for day in cal.weekly],
+        "always_open": cal.always_open, "holiday_country": cal.holiday_country,
+        "holiday_subdivision": cal.holiday_subdivision, "closed_dates": sorted(d.isoformat() for d in cal.closed_dates),
+        "partial_days": {d.isoformat(): [list(w) for w in ws] for d, ws in sorted(cal.partial_days.items())},
+        "version": cal.version,
+    }).decode()
+
+
+def calendar_from_json(text: str) -> Calendar:
+    """The calendar version `calendar_to_json` kept."""
+    d = orjson.loads(text)
+    return Calendar(
+        name=d["name"], timezone=d["timezone"], weekly=tuple(tuple(tuple(w) for w in day) for day in d["weekly"]),
+        always_open=d["always_open"], holiday_country=d["holiday_country"],
+        holiday_subdivision=d["holiday_subdivision"],
+        closed_dates=frozenset(date.fromisoformat(x) for x in d["closed_dates"]),
+        partial_days={date.fromisoformat(k): tuple(tuple(w) for w in ws) for k, ws in d["partial_days"].items()},
+        version=d["version"],
+    )
 
 
 def _facts(row: Mapping[str, Any]) -> sla.ConversationFacts:
@@ -115,6 +139,22 @@ class ClockBook:
         return {"paused_at": None, "state": "running", "paused_s": float(clock.get("paused_s") or 0.0) + pause_s,
                 "business_due": business_due, "wall_due": clock["wall_due"] + timedelta(seconds=pause_s),
                 "warn_at": warn_at}
+
+    def rebased(self, clock: Mapping[str, Any], old: Calendar, now: datetime) -> dict[str, Any] | None:
+        """A running clock moved from calendar version `old` to the configured version at `now`: the
+        business time it had left on the old version is planned on the new one. None when nothing changes."""
+        new = self.settings.calendars.get(clock["calendar"])
+        if new is None or new.version == clock["calendar_version"]:
+            return None
+        ref = clock.get("paused_at") or now  # a paused clock is re-planned from its pause, resumed later
+        left = business_seconds(old, ref, clock["business_due"])
+        if left <= 0:
+            return {"calendar_version": new.version}  # already due or breached: nothing left to plan
+        update: dict[str, Any] = {"calendar_version": new.version, "business_due": add_business(new, ref, left)}
+        warn_at = clock.get("warn_at")
+        if warn_at is not None and clock.get("warned_at") is None and warn_at > ref:
+            update["warn_at"] = add_business(new, ref, business_seconds(old, ref, warn_at))
+        return update
 
     def counts_as_response(self, mention: InboundMention) -> bool:
         """Public replies count; private ones as configured; automated ones never."""

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox import sla
-from carebox.clocks import ClockBook
+from carebox.clocks import ClockBook, calendar_from_json, calendar_to_json
 from carebox.store import clocks as store
 from carebox.store.engine import write_transaction
 
@@ -114,3 +114,27 @@ async def sweep(engine: AsyncEngine, book: ClockBook, now: Callable[[], datetime
         if event is not None:
             fired.append(event)
     return fired
+
+
+async def rebase_on_new_calendars(engine: AsyncEngine, book: ClockBook, now: datetime) -> list[dict[str, Any]]:
+    """Keep every configured calendar version, and move running clocks started on an older version to the
+    current one: the business time they had left is planned on the new hours. Returns the moved clocks."""
+    kept = await store.keep_calendar_versions(
+        engine, {(c.name, c.version): calendar_to_json(c) for c in book.settings.calendars.values()}, now)
+    moved = []
+    for clock in await store.running(engine):
+        old_definition = kept.get((clock["calendar"], clock["calendar_version"]))
+        if old_definition is None:
+            continue  # a version from before versions were kept: it stays planned as it was
+        update = book.rebased(clock, calendar_from_json(old_definition), now)
+        if update is None:
+            continue
+        detail = f"calendar {clock['calendar']} version {clock['calendar_version']} -> {update['calendar_version']}"
+        await store.rebase(engine, clock, update, {
+            "conversation_id": clock["conversation_id"], "clock_id": clock["id"], "target": clock["target"],
+            "kind": "rebase", "at": now, "business_due": update.get("business_due", clock["business_due"]),
+            "wall_due": clock["wall_due"], "detail": detail,
+        })
+        log.info("SLA clock %d: %s", clock["id"], detail)
+        moved.append({**clock, **update})
+    return moved

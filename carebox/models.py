@@ -306,3 +306,12 @@ class IncidentDelivery(SQLModel, table=True):
     attempt: int = 1
     outcome: str
     error: str = ""
+
+
+class CalendarVersion(SQLModel, table=True):
+    """Each version of each calendar ever configured, so a running clock can be re-planned on a new one."""
+
+    name: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    definition: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

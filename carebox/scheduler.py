@@ -37,8 +37,9 @@ class Scheduler:
         self.aps = AsyncIOScheduler(timezone=UTC)
 
     async def start(self) -> None:
-        """Start, re-arm every running clock from the store, and run the first sweep."""
+        """Start: move clocks onto edited calendars, re-arm every running clock, run the first sweep."""
         self.aps.start()
+        await escalation.rebase_on_new_calendars(self.engine, self.book, self.now())
         self.arm(await store.running(self.engine))
         self.aps.add_job(self.sweep, "interval", seconds=self.sweep_s, id=SWEEP_ID, replace_existing=True,
                          coalesce=True, max_instances=1, next_run_time=self.now())

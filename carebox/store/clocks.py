@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from carebox.models import CalendarVersion
+from carebox.store.engine import write_transaction
 from carebox.store.ingest import clock_t, conversation_t, event_t
+
+calendar_version_t: sa.Table = CalendarVersion.__table__  # type: ignore[attr-defined]
 
 
 async def running(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -73,3 +78,27 @@ async def by_ids(engine: AsyncEngine, ids: list[int]) -> list[dict[str, Any]]:
             )
             out.extend(dict(r._mapping) for r in rows)
     return out
+
+
+async def keep_calendar_versions(engine: AsyncEngine, definitions: Mapping[tuple[str, int], str], now: datetime) -> dict[tuple[str, int], str]:
+    """Store the configured calendar versions not seen before; return every version ever stored."""
+    async with write_transaction(engine) as conn:
+        stored = {(r.name, r.version): r.definition for r in await conn.execute(sa.select(calendar_version_t))}
+        fresh = [{"name": n, "version": v, "definition": d, "created_at": now}
+                 for (n, v), d in definitions.items() if (n, v) not in stored]
+        if fresh:
+            await conn.execute(calendar_version_t.insert(), fresh)
+    return {**stored, **{(f["name"], f["version"]): f["definition"] for f in fresh}}
+
+
+async def rebase(engine: AsyncEngine, clock: Mapping[str, Any], update: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    """Move a clock to a new calendar version and bring its conversation's due times along."""
+    async with write_transaction(engine) as conn:
+        await conn.execute(clock_t.update().where(clock_t.c.id == clock["id"]).values(**update))
+        await conn.execute(event_t.insert().values(**event))
+        live = sa.and_(clock_t.c.conversation_id == clock["conversation_id"], clock_t.c.fulfilled_at.is_(None),
+                       clock_t.c.paused_at.is_(None))
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == clock["conversation_id"]).values(
+            due_business=sa.select(sa.func.min(clock_t.c.business_due)).where(live).scalar_subquery(),
+            due_wall=sa.select(sa.func.min(clock_t.c.wall_due)).where(live).scalar_subquery(),
+        ))

@@ -121,3 +121,31 @@ async def test_a_customer_message_while_pending_resumes_the_clock(pipeline, engi
     [clock] = await clock_store.running(engine)
     assert clock["paused_at"] is None and clock["business_due"] == at("2026-11-17T14:40:00+01:00")
     assert clock["status"] == "open"
+
+
+async def test_editing_a_calendar_keeps_the_business_time_used_and_plans_the_rest_on_the_new_version(
+    tmp_path, engine, db_url, mention
+):
+    from carebox.escalation import rebase_on_new_calendars
+
+    hours = {"mon-fri": ["09:00-19:00"]}
+    v1 = config.parse({"database": {"url": db_url}, "calendars": {"service-hours": {
+        "timezone": "Europe/Paris", "hours": hours, "holidays": "FR", "version": 1}}}, environ={})
+    pipeline, book = make_pipeline(v1, engine)
+    friday = at("2026-11-20T18:30:00+01:00")
+    await pipeline.ingest([IngestBatch("sim", (mention(when=friday.isoformat()),))], friday)
+    await rebase_on_new_calendars(engine, book, friday)  # the first start keeps version 1
+    [clock] = await clock_store.running(engine)
+    assert clock["business_due"] == at("2026-11-23T09:30:00+01:00")
+    # at 18:50 the manager opens Saturdays (version 2): 20 minutes used, 40 left -> 10 on Friday, 30 on Saturday
+    v2 = config.parse({"database": {"url": db_url}, "calendars": {"service-hours": {
+        "timezone": "Europe/Paris", "hours": {**hours, "sat": ["09:00-19:00"]}, "holidays": "FR", "version": 2}}},
+        environ={})
+    moved = await rebase_on_new_calendars(engine, ClockBook(v2.sla), at("2026-11-20T18:50:00+01:00"))
+    assert [(c["calendar_version"], c["business_due"]) for c in moved] == [(2, at("2026-11-21T09:30:00+01:00"))]
+    [clock] = await clock_store.running(engine)
+    assert clock["business_due"] == at("2026-11-21T09:30:00+01:00") and clock["calendar_version"] == 2
+    assert await rebase_on_new_calendars(engine, ClockBook(v2.sla), at("2026-11-20T18:55:00+01:00")) == []
+    detail = await queries.conversation(engine, clock["conversation_id"])
+    assert detail["due_business"] == at("2026-11-21T09:30:00+01:00")
+    assert [e["kind"] for e in detail["sla_events"]] == ["activate", "rebase"]
