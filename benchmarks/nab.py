@@ -1,14 +1,17 @@
 """NAB realTweets benchmark of the outage detector at its default sensitivity.
 
-    python -m benchmarks.nab --data ../shared/data/nab [--out DIR] [--set threshold=6]
+    python -m benchmarks.nab --data ../shared/data/nab [--out DIR] [--set threshold=6] [--split AAPL,AMZN,CRM]
 
 Runs `carebox detect` logic on every file of DATA/realTweets, writes NAB's results layout and scores it
-with ../shared/tools/score_nab.py (standard, reward-low-FP and reward-low-FN profiles).
+with ../shared/tools/score_nab.py (standard, reward-low-FP and reward-low-FN profiles). With --split, also
+scores the named files (the tuning set) and the others (the check set) each on its own, normalised like NAB,
+at the detector's own 0/1 decision.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results root to keep (default: a temporary folder)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an [outage] setting (exploration only; the benchmark is the default)")
+    parser.add_argument("--split", metavar="AAPL,AMZN,CRM",
+                        help="also score these files (tuning set) and the others (check set) separately")
     args = parser.parse_args(argv)
     files = sorted((args.data / "realTweets").glob("*.csv"))
     if not files or not args.scorer.exists():
@@ -68,7 +73,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(done.stdout, end="")
         print(done.stderr, end="", file=sys.stderr)
+        if args.split:
+            print_split(args.scorer, args.data, root / DETECTOR, args.split.split(","))
         return done.returncode
+
+
+def print_split(scorer_path: Path, data: Path, results: Path, tune: list[str]) -> None:
+    """Normalised scores of the tuning files and of the check files, each subset scored on its own."""
+    spec = importlib.util.spec_from_file_location("score_nab", scorer_path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load the scorer {scorer_path}")
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+    corpus = scorer.loadCorpus(str(data), str(data / "labels" / "combined_windows.json"), "realTweets")
+    scores = {rel: scorer.readAnomalyScores(str(results / "realTweets" / f"{DETECTOR}_{Path(rel).name}"))
+              for rel in corpus}
+    for name, inside in (("tune", True), ("check", False)):
+        part = {rel: d for rel, d in corpus.items() if any(t in rel for t in tune) == inside}
+        figures = []
+        for profile, cost in scorer.PROFILES.items():
+            null = {rel: [0.5] * len(d["timestamps"]) for rel, d in part.items()}
+            base = scorer.scoreCorpus(part, null, cost, scorer.optimizeThreshold(part, null, cost)[0])[0]
+            raw = scorer.scoreCorpus(part, scores, cost, 1.0)[0]
+            windows = sum(len(d["windows"]) for d in part.values())
+            figures.append(f"{profile} {scorer.normalise(raw, base, cost, windows):.2f}")
+        files = ", ".join(Path(rel).stem.rsplit("_", 1)[-1] for rel in part)
+        print(f"{name} ({files}): " + ", ".join(figures))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Time to alert and false alerts of the outage detector on four weeks of simulated complaint traffic.
 
     python -m benchmarks.outage_latency [--weeks 4] [--seed 1] [--per-case 8]
+    python -m benchmarks.outage_latency --ideal     # the statistical bound, no detector
 
 Each account has three clusters with a daily and weekly rhythm (Poisson counts per minute, seeded); its first
 cluster receives 30-minute outages at 3x, 5x and 10x its usual rate, after a first week of calm history.
@@ -127,6 +128,30 @@ def false_alerts(outages: list[Outage], events: list[tuple[str, EpisodeEvent]], 
     return {a: c / max(1, weeks - 1) for a, c in counts.items()}
 
 
+def ideal_latency(rate: float, factor: float, false_alarm_minutes: float, trials: int, seed: int) -> float:
+    """Median minutes to alert of an ideal Poisson CUSUM for this step, knowing the rate, decided at minute ends."""
+    rng = random.Random(seed)
+    limit, step = math.log(false_alarm_minutes), math.log(factor)  # CUSUM: mean run to a false alarm >= e^limit
+    found = []
+    for _ in range(trials):
+        offset, total, minute = rng.random(), 0.0, 0  # the outage starts `offset` into its first minute
+        while total < limit:
+            share = 1.0 - offset if minute == 0 else 1.0
+            count = poisson(rng, rate * (1.0 + (factor - 1.0) * share))
+            total = max(0.0, total + count * step - (factor - 1.0) * rate)
+            minute += 1
+        found.append(minute - offset)
+    return statistics.median(found)
+
+
+def print_ideal(seed: int) -> None:
+    """The bound: how fast a detector that knows the baseline and the step can alert at a false-alarm rate."""
+    print("ideal Poisson CUSUM for a 5x step, constant rate, median minutes from outage start to alert:")
+    for weeks in (4, 1):
+        cells = [f"{r:g}/min {ideal_latency(r, 5.0, weeks * 7 * 1440, 3000, seed):.2f}" for r in (1.0, 2.0, 5.0, 20.0)]
+        print(f"  one false alarm per {weeks} week(s) per series: " + ", ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Simulate, detect and print the latency table and the false-alert rates."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-case", type=int, default=5, help="outages per factor and account")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an [outage] setting (exploration only; the benchmark is the default)")
+    parser.add_argument("--ideal", action="store_true", help="print the ideal detector's latency bound and stop")
     args = parser.parse_args(argv)
+    if args.ideal:
+        print_ideal(args.seed)
+        return 0
     started = time.perf_counter()
     settings = parse_settings(settings_overrides(args.set))
     outages, events = simulate(args.weeks, args.seed, args.per_case, settings)

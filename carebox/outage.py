@@ -67,7 +67,7 @@ _INTS = ("min_count", "corroborate_min", "history_days", "min_history_days", "pe
 
 def parse_settings(raw: Mapping[str, Any]) -> DetectorSettings:
     """DetectorSettings from the loaded [outage] table ({} gives the defaults); ConfigError on bad values."""
-    known = set(_FLOATS) | set(_DURATIONS) | set(_INTS) | {"windows", "peaks_in_episodes"}
+    known = set(_FLOATS) | set(_DURATIONS) | set(_INTS) | {"windows", "peaks_in_episodes", "episode_peak_share"}
     values: dict[str, Any] = {}
     for name, value in raw.items():
         key = f"outage.{name}"
@@ -77,6 +77,10 @@ def parse_settings(raw: Mapping[str, Any]) -> DetectorSettings:
             if not isinstance(value, bool):
                 raise ConfigError(key, "true or false")
             values[name] = value
+        elif name == "episode_peak_share":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ConfigError(key, "a number from 0 to 1")
+            values[name] = float(value)
         elif name == "windows":
             if not isinstance(value, list) or not value:
                 raise ConfigError(key, 'a non-empty list of durations such as ["1m", "5m"]')

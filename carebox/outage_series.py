@@ -23,7 +23,7 @@ class DetectorSettings:
     min_count: int = 3
     threshold: float = 6.0
     floor_rate: float = 0.02
-    corroborate_threshold: float = 3.0
+    corroborate_threshold: float = 4.0
     corroborate_min: int = 2
     history_days: int = 28
     min_history_days: int = 1
@@ -39,6 +39,7 @@ class DetectorSettings:
     peak_memory: float = 28 * 86400.0
     peak_allowance: int = 1
     peaks_in_episodes: bool = False
+    episode_peak_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +90,18 @@ class Series:
         ranked = sorted((p[1] for p in peaks), reverse=True)
         return ranked[self.s.peak_allowance] if len(ranked) > self.s.peak_allowance else 0.0
 
-    def track_peak(self, n: int, bucket: int, surprise: float) -> None:
+    def track_peak(self, n: int, bucket: int, surprise: float, needed: float) -> None:
         """Remember the highest surprise of each run of suspicious buckets of an n-bucket window.
 
-        Unless `peaks_in_episodes`, what a burst reaches after it opened an episode is not remembered: an incident
-        says nothing about the noise, and must not blind the detector to the next incident of the same size.
-        Before the seasonal baseline exists, episodes are not trusted and everything is remembered.
+        Unless `peaks_in_episodes`, what a burst reaches after it opened an episode is remembered only up to the bar
+        it needed, or `episode_peak_share` of it: an incident says little about the noise, and must not blind the
+        detector to the next incident of the same size. Before the seasonal baseline exists, everything is remembered.
         """
         run = self.run_peak.get(n, 0.0)
         if surprise >= self.s.corroborate_threshold:
             grows = self.episode is None or self.s.peaks_in_episodes or not self.seasonal_known
-            self.run_peak[n] = max(run, surprise) if grows else max(run, min(surprise, self.s.threshold))
+            kept = surprise if grows else max(min(surprise, needed), self.s.episode_peak_share * surprise)
+            self.run_peak[n] = max(run, kept)
         elif run > 0.0:
             self.peaks.setdefault(n, []).append([bucket, run])
             self.run_peak[n] = 0.0
@@ -167,7 +169,7 @@ class Series:
             passes = observed >= s.min_count and ratio >= min_ratio
             surprise = poisson_surprise(observed / phi, expected / phi) if passes else 0.0
             needed = max(s.threshold, self.bar(n, bucket))
-            self.track_peak(n, bucket, surprise)
+            self.track_peak(n, bucket, surprise, needed)
             verdict = Verdict(
                 significant=passes and surprise >= needed,
                 suspicious=passes and surprise >= s.corroborate_threshold,

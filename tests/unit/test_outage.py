@@ -184,6 +184,19 @@ def test_clusters_rising_together_corroborate_each_other(calm_two_days: Feed) ->
     assert opened and "corroborated by fibre" in opened[0].reason
 
 
+def test_repeated_outages_of_the_same_size_each_open_an_episode_within_three_minutes(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    rng = random.Random(5)
+    starts = []
+    for _ in range(4):
+        starts.append(feed.minute)
+        feed.run(20, {"tv": 25.0}, rng)  # 5x the usual 5 a minute
+        feed.run(240, {"tv": 5.0}, rng)  # calm long enough to resolve
+    opened = [m for m, e in feed.events if e.kind == "opened" and e.key == "tv"]
+    assert len(opened) == len(starts)
+    assert all(start <= m <= start + 2 for start, m in zip(starts, opened, strict=True))
+
+
 def test_appending_future_data_never_changes_past_decisions() -> None:
     rng = random.Random(11)
     counts = [poisson(rng, 3.0) for _ in range(3000)] + [30] * 5 + [poisson(rng, 3.0) for _ in range(200)]
@@ -233,6 +246,8 @@ def test_parse_settings_reads_durations_and_numbers() -> None:
         ({"min_count": True}, "outage.min_count"),
         ({"sensitivity": 3}, "outage.sensitivity"),
         ({"history_days": 2, "min_history_days": 3}, "outage.min_history_days"),
+        ({"episode_peak_share": 1.5}, "outage.episode_peak_share"),
+        ({"episode_peak_share": True}, "outage.episode_peak_share"),
     ],
 )
 def test_parse_settings_names_the_bad_key(table: dict[str, object], key: str) -> None:

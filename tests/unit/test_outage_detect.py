@@ -1,4 +1,4 @@
-"""`carebox detect` writes one NAB result row per data row, 1.0 where an alert opens or escalates."""
+"""`carebox detect` writes one NAB result row per data row, 1.0 where an alert opens."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def test_detect_scores_the_burst_row_and_keeps_one_row_per_input_row(tmp_path: P
     alerts = [i for i, r in enumerate(rows) if r["anomaly_score"] == "1.0"]
     assert alerts and alerts[0] == 3 * 288
     assert all(r["anomaly_score"] in ("0.0", "1.0") for r in rows)
+
+
+def test_detect_scores_only_the_opening_row_of_an_episode_not_its_escalation(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    counts = [rng.randint(3, 7) for _ in range(3 * 288)] + [30, 90, 300] + [rng.randint(3, 7) for _ in range(100)]
+    write_series(tmp_path / "data.csv", counts)
+    rows = run_detect(tmp_path / "data.csv", tmp_path / "results.csv")
+    assert [i for i, r in enumerate(rows) if r["anomaly_score"] == "1.0"] == [3 * 288]
