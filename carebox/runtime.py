@@ -23,6 +23,7 @@ from carebox.alerting import Router
 from carebox.clocks import ClockBook
 from carebox.config import ConnectorSettings, Settings
 from carebox.errors import AuthenticationFailed, ConfigError, ConnectorError
+from carebox.escalation import Fired
 from carebox.incidents import OutageWatcher
 from carebox.leader import SCHEDULER, Leases, connector_lock, make_locks
 from carebox.outage import Detector
@@ -184,7 +185,14 @@ def _base_app(settings: Settings, role: str) -> web.Application:
 async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow, role: str = "serve") -> web.Application:
     """One carebox process as an aiohttp application: `serve` runs everything (the embedded default),
     `worker` the connectors, pipeline consumer and scheduler, `web` the inbox and API only."""
-    from web.keys import clocks_key, connectors_key, engine_key, now_key, pipeline_key
+    from web.keys import (
+        clocks_key,
+        connectors_key,
+        engine_key,
+        now_key,
+        pipeline_key,
+        sla_listeners_key,
+    )
 
     if role not in RUNS:
         raise ConfigError("role", f"one of {', '.join(ROLES)}")
@@ -201,6 +209,8 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
     connectors = {spec.name: build_connector(spec, session, os.environ) for spec in settings.connectors}
     app[connectors_key] = connectors
     app[now_key] = now
+    sla_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+    app[sla_listeners_key] = sla_listeners
     # a web process with the embedded queue has no consumer: its hooks would never be answered
     if "consumer" in runs or not isinstance(queue, EmbeddedQueue):
         _mount_hooks(app, connectors, queue)
@@ -221,7 +231,7 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         if isinstance(fan, live.RedisFanout):
             await fan.start()
-        relay = asyncio.create_task(_relay(fan, app[pipeline_key])) if shared and "inbox" in runs else None
+        relay = asyncio.create_task(_relay(fan, app[pipeline_key], sla_listeners)) if shared and "inbox" in runs else None
         if shared and "consumer" in runs:
             app[pipeline_key].observers.append(lambda rows: fan.publish_nowait(live.committed_event(rows)))
         yield
@@ -245,7 +255,7 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
 
     async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
         work = LeasedWork(settings, app[engine_key], app[pipeline_key], app[clocks_key], queue, fan, session,
-                          connectors, now, shared=shared)
+                          connectors, now, shared=shared, sla_listeners=sla_listeners)
         locks = make_locks(settings.database_url, so.lease_s)
         leases = Leases(locks, [*(connector_lock(n) for n in connectors), SCHEDULER], work.start, work.stop,
                         lease_s=so.lease_s, greed=len(connectors) + 1 if not shared else 1)
@@ -272,11 +282,16 @@ def _pool_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10} if url.startswith("postgresql") else {}
 
 
-async def _relay(fan: live.Fanout, pipeline: Pipeline) -> None:
-    """Web processes: replay other processes' commits to the local after-commit observers (live pages)."""
+async def _relay(fan: live.Fanout, pipeline: Pipeline, sla_listeners: list[Callable[[list[dict[str, Any]]], None]]) -> None:
+    """Web processes: replay other processes' commits and SLA events to the local observers (live pages)."""
     async with fan.subscribe() as events:
         async for event in events:
-            if event.get("kind") != "committed" or event.get("origin") == fan.origin:
+            if event.get("origin") == fan.origin:
+                continue
+            if event.get("kind") == "sla":
+                _tell(sla_listeners, event.get("events", []))
+                continue
+            if event.get("kind") != "committed":
                 continue
             rows = live.rows_of(event)
             for observer in list(pipeline.observers):
@@ -286,15 +301,25 @@ async def _relay(fan: live.Fanout, pipeline: Pipeline) -> None:
                     log.exception("live observer failed")
 
 
+def _tell(listeners: list[Callable[[list[dict[str, Any]]], None]], events: list[dict[str, Any]]) -> None:
+    for listener in list(listeners):
+        try:
+            listener(events)
+        except Exception:  # noqa: BLE001 - a listener's bug must not stop the scheduler
+            log.exception("SLA listener failed")
+
+
 class LeasedWork:
     """What a process runs while it holds a lease: a connector instance, or the scheduler (leader)."""
 
     def __init__(self, settings: Settings, engine: AsyncEngine, pipeline: Pipeline, book: ClockBook, queue: Queue,
                  fan: live.Fanout, session: aiohttp.ClientSession, connectors: Mapping[str, Connector],
-                 now: Callable[[], datetime], *, shared: bool) -> None:
+                 now: Callable[[], datetime], *, shared: bool,
+                 sla_listeners: list[Callable[[list[dict[str, Any]]], None]] | None = None) -> None:
         self.settings, self.engine, self.pipeline, self.book = settings, engine, pipeline, book
         self.queue, self.fan, self.session, self.connectors, self.now = queue, fan, session, connectors, now
         self.shared = shared
+        self.sla_listeners = sla_listeners if sla_listeners is not None else []
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.scheduler: Scheduler | None = None
         self._observer: Callable[[list[dict[str, Any]]], None] | None = None
@@ -326,7 +351,7 @@ class LeasedWork:
                 await task
 
     async def _lead(self) -> None:
-        scheduler = Scheduler(self.engine, self.book, self.now)
+        scheduler = Scheduler(self.engine, self.book, self.now, on_fired=self._fired)
         watcher = make_watcher(self.settings, self.engine, self.session)
         await watcher.start()
         if self.shared:
@@ -338,6 +363,14 @@ class LeasedWork:
         scheduler.every(OUTAGE_TICK_S, lambda: watcher.tick(self.now()), "outage:tick")
         self.scheduler, self._observer = scheduler, watcher.observe
         log.info("this process leads the scheduler")
+
+    def _fired(self, fired: list[Fired]) -> None:
+        """SLA events as they fire: to this process's live pages, and to the other web processes."""
+        events = [{"conversation_id": f.conversation_id, "clock_id": f.clock_id, "kind": f.kind.split(":")[0],
+                   "notify": list(f.notify), "at": f.at.isoformat()} for f in fired]
+        _tell(self.sla_listeners, events)
+        if self.shared:
+            self.fan.publish_nowait({"kind": "sla", "events": events})
 
     def _abdicate(self) -> None:
         if self.scheduler is None:

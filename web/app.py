@@ -25,6 +25,7 @@ from web.keys import (
     presence_key,
     session_secret_key,
     settings_key,
+    sla_listeners_key,
     tasks_key,
     throttle_key,
     user_key,
@@ -84,6 +85,8 @@ async def _live_startup(app: web.Application) -> None:
     """Subscribe live updates to the pipeline's after-commit observers (set up from the web side)."""
     if pipeline_key not in app:
         return
+    if sla_listeners_key in app:
+        app[sla_listeners_key].append(live.on_sla(app))
     pipe, announce_ = app[pipeline_key], live.on_committed(app)
     observers = getattr(pipe, "observers", None)
     if observers is not None:

@@ -213,3 +213,11 @@ async def _announce_mentions(app: web.Application, ids: list[int], inbound: list
             announce(app, LiveEvent("mention", cid, {"assignee_id": assignees.get(cid), "inbound": cid in inbound_ids}))
     except Exception:
         log.exception("announcing new mentions failed")
+
+
+def on_sla(app: web.Application) -> Callable[[list[dict[str, Any]]], None]:
+    """Announce SLA warnings, breaches and escalations as they fire (one event per conversation)."""
+    def fired(events: list[dict[str, Any]]) -> None:
+        for e in events:
+            announce(app, LiveEvent("sla", e["conversation_id"], {"event": e["kind"], "notify": list(e["notify"])}))
+    return fired

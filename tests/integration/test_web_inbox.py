@@ -144,3 +144,16 @@ def test_counts_are_reused_within_their_ttl_then_served_stale_until_refreshed():
     cache.clear()  # a live event: stale at once, still served
     assert cache.get("k") == ({"open": 2}, True)
     assert CountsCache(0.0).get("k") == (None, True)
+
+
+async def test_sla_events_reach_the_live_feed_of_the_web_app(aiohttp_client, settings):
+    from carebox.runtime import build_app
+    from web.keys import broadcaster_key, sla_listeners_key
+
+    app = await build_app(settings)
+    await aiohttp_client(app)
+    seen = []
+    app[broadcaster_key].publish = seen.append  # the in-process broadcaster, observed
+    for listener in app[sla_listeners_key]:
+        listener([{"conversation_id": 7, "clock_id": 1, "kind": "breach", "notify": ["team_lead"], "at": "x"}])
+    assert [(e.kind, e.conversation_id, e.data["event"]) for e in seen] == [("sla", 7, "breach")]

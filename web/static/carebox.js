@@ -163,6 +163,17 @@
         }
       });
     });
+    source.addEventListener("sla", function (ev) {
+      var data = JSON.parse(ev.data);
+      changed(data);
+      if (data.event === "warn" || data.event === "breach") {
+        var listed = document.querySelector('tr[data-href="/conversations/' + data.conversation_id + '"]');
+        if (listed || (page && data.conversation_id === convId)) {
+          toast((data.event === "breach" ? (body.dataset.slaBreach || "SLA breached:") : (body.dataset.slaWarn || "SLA due soon:"))
+                + " #" + data.conversation_id, "/conversations/" + data.conversation_id);
+        }
+      }
+    });
     source.addEventListener("presence", function (ev) {
       var data = JSON.parse(ev.data);
       if (page && data.conversation_id === convId) { showPresence(data.people); }
