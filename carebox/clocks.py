@@ -65,6 +65,16 @@ class ClockBook:
 
     def __init__(self, settings: sla.SlaSettings) -> None:
         self.settings = settings
+        self._policies: dict[sla.ConversationFacts, sla.Policy] = {}
+
+    def _policy_for(self, facts: sla.ConversationFacts) -> sla.Policy:
+        """The matching policy, remembered per distinct set of facts (there are few)."""
+        policy = self._policies.get(facts)
+        if policy is None:
+            if len(self._policies) > 4096:
+                self._policies.clear()
+            policy = self._policies[facts] = self.settings.match_policy(facts)
+        return policy
 
     def _calendar(self, policy_name: str | None) -> tuple[Calendar, sla.Target | None]:
         try:
@@ -78,7 +88,7 @@ class ClockBook:
         """Plan a clock (first or next response) started by a customer message at `started_at`: business
         due on the matched policy's calendar, wall due at the customer's expectation (default 1 h, 24/7).
         Without such a target in the policy, the customer's expectation is the only due time."""
-        policy = self.settings.match_policy(_facts(conversation))
+        policy = self._policy_for(_facts(conversation))
         goal = policy.target(sla.TargetKind(target))
         wall_due = started_at + timedelta(seconds=self.settings.expectation_target().seconds)
         if goal is None:

@@ -77,6 +77,7 @@ async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]],
     wanted = {(p["network"], p["external_user_id"]): p for p in people}
     await lock_ingest(conn)
     found: dict[tuple[str, str], int] = {}
+    changed: list[dict[str, Any]] = []
     by_network: dict[str, list[str]] = {}
     for network, user_id in wanted:
         by_network.setdefault(network, []).append(user_id)
@@ -92,11 +93,9 @@ async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]],
                 found[(network, user_id)] = customer_id
                 p = wanted[(network, user_id)]
                 if p["handle"] != handle or (p["followers"] is not None and p["followers"] != followers):
-                    await conn.execute(
-                        identity_t.update().where(identity_t.c.id == identity_id).values(
-                            handle=p["handle"], followers=p["followers"], verified=p["verified"]
-                        )
-                    )
+                    changed.append({"id": identity_id, "handle": p["handle"], "verified": p["verified"],
+                                    "followers": followers if p["followers"] is None else p["followers"]})
+    await update_by_id(conn, identity_t, changed)  # one executemany, not one UPDATE per identity
     missing = [p for key, p in wanted.items() if key not in found]
     new_ids = await insert_returning_ids(
         conn, customer_t, [{"display_name": p["display_name"] or p["handle"], "created_at": now} for p in missing]

@@ -134,3 +134,13 @@ async def test_customer_writing_again_after_a_reply_starts_the_next_response_clo
     detail = await queries.conversation(engine, conv["id"])
     assert [(e["target"], e["kind"]) for e in detail["sla_events"]] == [
         ("first_response", "activate"), ("first_response", "fulfil"), ("next_response", "activate")]
+
+
+async def test_a_customer_seen_again_keeps_one_identity_and_its_follower_count_when_the_network_omits_it(
+    pipeline, engine, mention
+):
+    await pipeline.ingest([IngestBatch("sim", (mention(followers=1200),))], NOW)
+    await pipeline.ingest([IngestBatch("sim", (mention(author_handle="u1_new", followers=None),))], NOW)
+    async with engine.connect() as c:
+        rows = [dict(r._mapping) for r in await c.execute(sa.select(queries.identity))]
+    assert [(r["handle"], r["followers"]) for r in rows] == [("u1_new", 1200)]
