@@ -230,6 +230,36 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cursors(engine: Any) -> dict[str, dict[str, str]]:
+    import sqlalchemy as sa
+
+    from carebox.store.ingest import cursor_t
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(cursor_t.c.connector, cursor_t.c.value, cursor_t.c.updated_at))
+        return {name: {"cursor": value, "updated_at": at.isoformat()} for name, value, at in rows}
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    """The connector types carebox has, and the configured instances with where each one has read to."""
+    from carebox.runtime import CONNECTORS
+
+    settings = _settings(args)
+    cursors = asyncio.run(_with_engine(settings, _cursors))
+    instances = [{"name": c.name, "type": c.type, "account": c.account,
+                  "cursor": cursors.get(c.name, {}).get("cursor"),
+                  "last_progress": cursors.get(c.name, {}).get("updated_at")} for c in settings.connectors]
+    if args.format == "json":
+        print(json.dumps({"types": sorted(CONNECTORS), "instances": instances}))
+        return 0
+    print("types:", ", ".join(sorted(CONNECTORS)))
+    for i in instances or [{"name": "(none configured)", "type": "", "account": "", "cursor": None,
+                            "last_progress": None}]:
+        progress = f"read to {i['cursor']} at {i['last_progress']}" if i["cursor"] else "nothing read yet"
+        print(f"{i['name']:>20}  {i['type']:<10} @{i['account']:<16} {progress if i['type'] else ''}")
+    return 0
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
     """Create a user (or reset their password and role)."""
     from carebox.store import actions
@@ -301,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     _add_config(p)
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("connectors", help="connector types and configured instances", description=cmd_connectors.__doc__)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_config(p)
+    p.set_defaults(func=cmd_connectors)
 
     p = sub.add_parser("user", help="manage users", description="Manage users.")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")

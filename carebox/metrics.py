@@ -9,3 +9,5 @@ DEAD_LETTERS = Counter("carebox_dead_letters", "Payloads stored as dead letters"
 REPLIES_SENT = Counter("carebox_replies_sent", "Replies published through a connector")
 REPLY_FAILURES = Counter("carebox_reply_failures", "Replies a connector failed to publish")
 QUEUE_DEPTH = Gauge("carebox_queue_batches", "Batches waiting in the embedded queue")
+CONNECTOR_UP = Gauge("carebox_connector_up", "1 when the connector's last exchange with its network succeeded",
+                     ["connector"])

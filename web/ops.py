@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from web.keys import engine_key
+from carebox.metrics import CONNECTOR_UP
+from web.keys import connectors_key, engine_key
 
 log = logging.getLogger(__name__)
 
@@ -25,5 +26,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition; connector health is read from the connectors at scrape time."""
+    for name, connector in request.app.get(connectors_key, {}).items():
+        CONNECTOR_UP.labels(connector=name).set(0 if getattr(connector, "last_error", None) else 1)
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -71,7 +71,9 @@ async def test_health_and_metrics_are_public(client):
     health = await client.get("/healthz")
     assert health.status == 200 and await health.json() == {"status": "ok"}
     metrics = await client.get("/metrics")
-    assert "carebox_mentions_ingested_total" in await metrics.text()
+    text = await metrics.text()
+    assert "carebox_mentions_ingested_total" in text
+    assert 'carebox_connector_up{connector="sim"} 1.0' in text
 
 
 async def test_inbox_requires_login(client):
