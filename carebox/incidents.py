@@ -72,6 +72,8 @@ class OutageWatcher:
 
     async def tick(self, now: datetime) -> list[outage.EpisodeEvent]:
         """Close buckets up to `now`, act on the detector's episodes, deliver due alerts, save state."""
+        # incidents opened, merged or resolved by hand since the last tick: the store is the truth
+        self.open = {(row["account"], row["cluster_key"]): row for row in await store.open_incidents(self.engine)}
         for incident_id, ids in self._pending_links.items():
             await store.link_conversations(self.engine, incident_id, ids)
         self._pending_links.clear()

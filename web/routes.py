@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, api, auth, compose, live, me, ops, views
+from web import admin, api, auth, compose, incidents, live, me, ops, views
 
 
 def add_routes(app: web.Application) -> None:
@@ -28,5 +28,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/me", me.save)
     r.add_post("/me/tokens", me.create_token)
     r.add_post("/me/tokens/{id}/revoke", me.revoke_token)
+    incidents.add_routes(app)
     admin.add_routes(app)
     api.add_routes(app)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carebox.errors import NotFound
 from carebox.models import Incident, IncidentDelivery
 from carebox.store.engine import write_transaction
-from carebox.store.ingest import conversation_t, cursor_t, save_cursors
+from carebox.store.ingest import (
+    conversation_t,
+    cursor_t,
+    customer_t,
+    mention_t,
+    save_cursors,
+)
 
 incident_t: sa.Table = Incident.__table__  # type: ignore[attr-defined]
 delivery_t: sa.Table = IncidentDelivery.__table__  # type: ignore[attr-defined]
@@ -48,14 +56,26 @@ async def update_incident(engine: AsyncEngine, incident_id: int, **values: Any) 
 
 
 async def link_conversations(engine: AsyncEngine, incident_id: int, conversation_ids: Iterable[int]) -> int:
-    """Attach conversations to an incident unless they already belong to one."""
+    """Attach conversations to an incident (or the one it was merged into) unless they already belong to one."""
     ids = sorted(set(conversation_ids))
     if not ids:
         return 0
     async with write_transaction(engine) as conn:
+        incident_id = await _surviving(conn, incident_id)
         result = await conn.execute(conversation_t.update().where(
             conversation_t.c.id.in_(ids), conversation_t.c.incident_id.is_(None)).values(incident_id=incident_id))
         return int(result.rowcount or 0)
+
+
+async def _surviving(conn: Any, incident_id: int) -> int:
+    """The incident that now stands for `incident_id`: itself, or the end of its merged-into chain."""
+    seen = {incident_id}
+    while True:
+        into = (await conn.execute(sa.select(incident_t.c.merged_into_id).where(incident_t.c.id == incident_id))).scalar()
+        if into is None or into in seen:
+            return incident_id
+        seen.add(into)
+        incident_id = into
 
 
 async def log_deliveries(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
@@ -86,3 +106,116 @@ async def save_detector_state(engine: AsyncEngine, state: str, now: datetime) ->
     """Persist the detector's state so a restart keeps its baseline and open episodes."""
     async with write_transaction(engine) as conn:
         await save_cursors(conn, {DETECTOR_STATE: state}, now)
+
+
+# --- the incident pages: list, one incident, and what a manager does to it -------------------------------
+
+MANUAL_LINK_LOOKBACK = timedelta(hours=1)
+LINKED_COLUMNS = ("id", "network", "account", "source", "status", "language", "category", "cluster_key", "snippet",
+                  "customer_id", "last_message_at", "last_outbound_at", "first_response_at", "message_count")
+
+
+async def list_incidents(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
+    """Unresolved incidents first, then the most recent; with linked and delivery counts."""
+    linked = (sa.select(sa.func.count()).select_from(conversation_t)
+              .where(conversation_t.c.incident_id == incident_t.c.id).scalar_subquery())
+
+    def deliveries(outcome: str) -> Any:
+        return (sa.select(sa.func.count()).select_from(delivery_t)
+                .where(delivery_t.c.incident_id == incident_t.c.id, delivery_t.c.outcome == outcome).scalar_subquery())
+
+    query = (sa.select(incident_t, linked.label("linked"), deliveries("ok").label("delivered"),
+                       deliveries("failed").label("failed"))
+             .order_by(sa.case((incident_t.c.state == "resolved", 1), else_=0), incident_t.c.started_at.desc(),
+                       incident_t.c.id.desc())
+             .limit(limit))
+    async with engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def incident(engine: AsyncEngine, incident_id: int) -> dict[str, Any] | None:
+    """One incident with its linked conversations (and their customer) and its whole delivery log."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(incident_t).where(incident_t.c.id == incident_id))).first()
+        if row is None:
+            return None
+        convs = await conn.execute(
+            sa.select(*(conversation_t.c[name] for name in LINKED_COLUMNS), customer_t.c.display_name.label("customer"))
+            .join(customer_t, customer_t.c.id == conversation_t.c.customer_id, isouter=True)
+            .where(conversation_t.c.incident_id == incident_id).order_by(conversation_t.c.id))
+        log_rows = await conn.execute(sa.select(delivery_t).where(delivery_t.c.incident_id == incident_id)
+                                      .order_by(delivery_t.c.at, delivery_t.c.id))
+        return {**row._mapping, "conversations": [dict(r._mapping) for r in convs],
+                "deliveries": [dict(r._mapping) for r in log_rows]}
+
+
+async def complaint_times(engine: AsyncEngine, incident_id: int, since: datetime, until: datetime) -> list[datetime]:
+    """When the linked conversations' customers wrote, between `since` and `until`."""
+    query = (sa.select(mention_t.c.created_at).join(conversation_t, conversation_t.c.id == mention_t.c.conversation_id)
+             .where(conversation_t.c.incident_id == incident_id, mention_t.c.direction == "in",
+                    mention_t.c.created_at >= since, mention_t.c.created_at <= until)
+             .order_by(mention_t.c.created_at))
+    async with engine.connect() as conn:
+        return [r[0] for r in await conn.execute(query)]
+
+
+async def _require(conn: Any, incident_id: int) -> dict[str, Any]:
+    row = (await conn.execute(sa.select(incident_t).where(incident_t.c.id == incident_id))).first()
+    if row is None:
+        raise NotFound(f"incident {incident_id}")
+    return dict(row._mapping)
+
+
+async def acknowledge(engine: AsyncEngine, incident_id: int, now: datetime) -> bool:
+    """Mark an open incident acknowledged; False when it was not open."""
+    async with write_transaction(engine) as conn:
+        if (await _require(conn, incident_id))["state"] != "open":
+            return False
+        await conn.execute(incident_t.update().where(incident_t.c.id == incident_id)
+                           .values(state="acknowledged", acknowledged_at=now))
+        return True
+
+
+async def resolve(engine: AsyncEngine, incident_id: int, now: datetime) -> bool:
+    """Mark an incident resolved; False when it already was."""
+    async with write_transaction(engine) as conn:
+        if (await _require(conn, incident_id))["state"] == "resolved":
+            return False
+        await conn.execute(incident_t.update().where(incident_t.c.id == incident_id)
+                           .values(state="resolved", resolved_at=now))
+        return True
+
+
+async def open_by_hand(engine: AsyncEngine, account: str, cluster_key: str | None, title: str,
+                       now: datetime) -> tuple[int, int]:
+    """Open an incident by hand, linking the matching open conversations of the last hour; (id, linked)."""
+    values = {"account": account, "cluster_key": cluster_key, "title": title, "state": "open", "severity": "warning",
+              "source": "manual", "started_at": now, "detected_at": now, "reason": "opened by hand", "series": "[]",
+              "dedup_key": f"carebox/{account}/{cluster_key or '*'}/{now:%Y%m%dT%H%M%S}/manual-{secrets.token_hex(4)}"}
+    return await open_incident(engine, values, now - MANUAL_LINK_LOOKBACK)
+
+
+async def merge(engine: AsyncEngine, source_id: int, target_id: int, now: datetime) -> int:
+    """Move the source's conversations to the target; the source is resolved as merged. How many moved."""
+    if source_id == target_id:
+        raise ValueError("an incident cannot be merged into itself")
+    async with write_transaction(engine) as conn:
+        source, target = await _require(conn, source_id), await _require(conn, target_id)
+        if source["merged_into_id"] is not None:
+            raise ValueError(f"incident {source_id} was already merged into incident {source['merged_into_id']}")
+        if target["merged_into_id"] is not None:
+            raise ValueError(f"incident {target_id} was merged into incident {target['merged_into_id']}")
+        moved = (await conn.execute(conversation_t.update().where(conversation_t.c.incident_id == source_id)
+                                    .values(incident_id=target_id))).rowcount
+        await conn.execute(incident_t.update().where(incident_t.c.id == source_id).values(
+            merged_into_id=target_id, state="resolved", resolved_at=source["resolved_at"] or now))
+        return int(moved or 0)
+
+
+async def unlink(engine: AsyncEngine, incident_id: int, conversation_id: int) -> bool:
+    """Detach one conversation from an incident (a split); False when it was not linked to it."""
+    async with write_transaction(engine) as conn:
+        await _require(conn, incident_id)
+        result = await conn.execute(conversation_t.update().where(
+            conversation_t.c.id == conversation_id, conversation_t.c.incident_id == incident_id).values(incident_id=None))
+        return bool(result.rowcount)
