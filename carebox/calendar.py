@@ -352,7 +352,7 @@ def parse_calendar(
     zone = table.get("timezone", "UTC")
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as err:  # OSError: "Europe" is a folder
         raise ConfigError(f"{key}.timezone", 'an IANA time zone such as "Europe/Paris"') from err
     always = table.get("always_open", False)
     if not isinstance(always, bool):

@@ -57,7 +57,10 @@ def parse_datetime(value: Any, field: str) -> datetime:
         raise BadPayload(f"{field} is not an ISO 8601 datetime: {value[:40]!r}") from err
     if parsed.tzinfo is None:
         raise BadPayload(f"{field} has no time zone: {value[:40]!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise BadPayload(f"{field} is out of range in UTC: {value[:40]!r}") from err
 
 
 def post_url(web_url: str, author: str, uri: str) -> str:
@@ -186,7 +189,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, frozenset[str]] | None:
         return None
     try:
         obj = orjson.loads(cursor)
-        return parse_datetime(obj["t"], "cursor.t"), frozenset(obj.get("u", ()))
+        return parse_datetime(obj["t"], "cursor.t"), frozenset(u for u in obj.get("u", ()) if isinstance(u, str))
     except (orjson.JSONDecodeError, BadPayload, KeyError, TypeError) as err:
         log.warning("ignoring unreadable bluesky cursor %r: %s", cursor[:80], err)
         return None

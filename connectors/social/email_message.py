@@ -156,9 +156,9 @@ def _body(msg: EmailMessage) -> tuple[str, str]:
 def _date(msg: EmailMessage, fallback: datetime) -> datetime:
     try:
         when = parsedate_to_datetime(_header(msg, "Date"))
-    except (TypeError, ValueError, IndexError):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # unreadable, or out of range in UTC
         return fallback.astimezone(UTC)
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _is_automated(msg: EmailMessage) -> bool:
@@ -268,7 +268,7 @@ def format_cursor(uidvalidity: int, last_uid: int) -> str:
 
 def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     """(uidvalidity, last_uid) from a cursor, or None when there is none or it is unreadable."""
-    match = re.fullmatch(r"(\d+):(\d+)", cursor or "")
+    match = re.fullmatch(r"(\d{1,20}):(\d{1,20})", cursor or "", re.ASCII)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 

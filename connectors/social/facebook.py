@@ -78,15 +78,19 @@ def epoch_time(value: Any, field: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
         except ValueError:
-            value = int(value) if value.isdigit() else None
+            digits = value.isascii() and value.isdigit() and len(value) <= 20
+            value = int(value) if digits else None
         else:
             if parsed.tzinfo is None:
                 raise BadPayload(f"{field} has no time zone")
-            return parsed.astimezone(UTC)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            try:
+                return parsed.astimezone(UTC)
+            except (OverflowError, ValueError) as err:
+                raise BadPayload(f"{field} out of range in UTC") from err
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise BadPayload(f"{field} missing or not a timestamp")
-    seconds = value / 1000 if value > 100_000_000_000 else value  # messaging timestamps are milliseconds
     try:
+        seconds = value / 1000 if value > 100_000_000_000 else value  # messaging timestamps are milliseconds
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError) as err:
         raise BadPayload(f"{field} out of range") from err
@@ -129,7 +133,7 @@ def parse_feed_change(value: Any, ctx: Context) -> InboundMention | None:
     if not isinstance(value, Mapping):
         raise BadPayload("feed change value is not an object")
     item, verb = value.get("item"), value.get("verb")
-    if item not in FEED_ITEMS or verb not in ("add", "edited"):
+    if not (isinstance(item, str) and item in FEED_ITEMS) or verb not in ("add", "edited"):
         return None  # reactions, likes, removals, hides: nothing to answer
     sender = value.get("from")
     author_id = _id(sender, "id", "feed change 'from'")
@@ -189,7 +193,8 @@ def parse_page_mention(value: Any, ctx: Context) -> InboundMention | None:
 
 
 def _attachment_text(message: Mapping[str, Any]) -> str:
-    kinds = [a.get("type", "file") for a in message.get("attachments") or () if isinstance(a, Mapping)]
+    found = message.get("attachments")
+    kinds = [a.get("type", "file") for a in found if isinstance(a, Mapping)] if isinstance(found, list) else []
     return " ".join(f"[{k}]" for k in kinds)
 
 
@@ -240,9 +245,13 @@ def parse_delivery(
         if entry_id != ctx.own_id:
             rejected.append(Rejected(source, _dump(entry), f"entry for {entry_id!r}, this connector is {ctx.own_id!r}"))
             continue
+        changes, events = entry.get("changes"), entry.get("messaging") if messaging else None
+        if not isinstance(changes, list | None) or not isinstance(events, list | None):
+            rejected.append(Rejected(source, _dump(entry), "entry 'changes' or 'messaging' is not a list"))
+            continue
         ectx = Context(ctx.network, ctx.account, ctx.own_id, entry.get("time"))
         items: list[tuple[Any, Callable[[Any, Context], InboundMention | None]]] = []
-        for change in entry.get("changes") or ():
+        for change in changes or ():
             field = change.get("field") if isinstance(change, Mapping) else None
             parser = fields.get(field) if isinstance(field, str) else None
             if parser is None:
@@ -250,7 +259,7 @@ def parse_delivery(
                 continue
             items.append((change.get("value"), parser))
         if messaging:
-            items.extend((event, parse_messaging) for event in entry.get("messaging") or ())
+            items.extend((event, parse_messaging) for event in events or ())
         for payload, parser in items:
             try:
                 mention = parser(payload, ectx)
@@ -272,7 +281,7 @@ def graph_error(connector: str, status: int, headers: Any, body: bytes) -> Conne
         err = orjson.loads(body).get("error", {})
         code = int(err.get("code"))
         detail = f"HTTP {status} code {code}: {str(err.get('message', ''))[:160]}"
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OverflowError):
         return error_for_status(connector, status, headers, body.decode("utf-8", "replace"))
     if err.get("error_subcode") == OUTSIDE_WINDOW_SUBCODE:
         return ReplyRejected(connector, detail + " (outside the 24-hour messaging window)")
@@ -400,8 +409,10 @@ class GraphConnector:
         return IngestBatch(self.name, tuple(mentions), tuple(rejected))
 
     async def _complete(self, obj: Any) -> Any:
-        for entry in obj.get("entry") or () if isinstance(obj, dict) else ():
-            for change in entry.get("changes") or () if isinstance(entry, dict) else ():
+        entries = obj.get("entry") if isinstance(obj, dict) else None
+        for entry in entries if isinstance(entries, list) else ():
+            changes = entry.get("changes") if isinstance(entry, dict) else None
+            for change in changes if isinstance(changes, list) else ():  # parse_delivery rejects other shapes
                 field = change.get("field") if isinstance(change, dict) else None
                 enrich = self._enrichers.get(field) if isinstance(field, str) else None
                 if enrich is None or not isinstance(change.get("value"), dict):

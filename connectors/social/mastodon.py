@@ -94,7 +94,10 @@ def parse_time(value: Any) -> datetime:
         raise BadPayload(f"created_at is not ISO 8601: {value[:40]!r}") from err
     if parsed.tzinfo is None:
         raise BadPayload(f"created_at has no time zone: {value[:40]!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise BadPayload(f"created_at is out of range in UTC: {value[:40]!r}") from err
 
 
 def same_acct(a: str, b: str, instance_host: str = "") -> bool:

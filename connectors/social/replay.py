@@ -115,7 +115,7 @@ def count_records(path: str | os.PathLike[str], fmt: str | None = None) -> int:
     if fmt == "jsonl":
         with open(path, "rb") as handle:
             return sum(1 for line in handle if line.strip())
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         return sum(1 for _ in twcs_rows(handle))
 
 

@@ -42,7 +42,7 @@ def twcs_id(value: str | None, column: str) -> str:
     """A tweet id as an integer string ("3.0" -> "3"); BadPayload when it is not one."""
     text = (value or "").strip()
     text = text.removesuffix(".0")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit() and len(text) <= 40):  # '²'.isdigit() is True; ids are 64-bit
         raise BadPayload(f"{column} is not a tweet id: {value!r}")
     return str(int(text))
 
@@ -59,7 +59,7 @@ def parse_twcs_time(value: str | None) -> datetime:
             pass
     try:
         return datetime.strptime(text, TWCS_TIME).astimezone(UTC)
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         raise BadPayload(f"created_at is not a TWCS date: {value!r}") from err
 
 
@@ -157,10 +157,10 @@ def read_twcs(file: Source) -> Iterator[Record]:
     with _open_text(file) as handle:
         rows = list(twcs_rows(handle))
     brands = frozenset(
-        row["author_id"].strip()
+        (row.get("author_id") or "").strip()  # a damaged header may lack the column: the row is rejected below
         for _, row, _ in rows
         if row is not None and (row.get("inbound") or "").strip().lower() in ("false", "0")
-    )
+    ) - {""}
     items: list[_Sorted] = []
     for line, row, fields in rows:
         try:
@@ -217,8 +217,9 @@ class _Wrapped(Borrowed):
 
 
 def _open_text(file: Source) -> Any:
+    """A text handle on `file`; bytes that are not UTF-8 become U+FFFD (one bad byte must not stop a replay)."""
     if isinstance(file, str | os.PathLike):
-        return open(file, encoding="utf-8", newline="")
+        return open(file, encoding="utf-8", errors="replace", newline="")
     if isinstance(file, io.TextIOBase):
         return Borrowed(file)
-    return _Wrapped(io.TextIOWrapper(file, encoding="utf-8", newline=""))
+    return _Wrapped(io.TextIOWrapper(file, encoding="utf-8", errors="replace", newline=""))

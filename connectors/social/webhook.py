@@ -17,6 +17,7 @@ from aiohttp import web
 
 from carebox.duration import parse_duration
 from carebox.errors import (
+    AuthenticationFailed,
     BadPayload,
     ConfigError,
     ConnectorUnavailable,
@@ -248,8 +249,8 @@ class WebhookConnector:
                     data=body,
                     headers=headers,
                 )
-            except (ConnectorUnavailable, RateLimited) as err:
-                self._failed(err)
+            except (ConnectorUnavailable, RateLimited, AuthenticationFailed, ReplyRejected) as err:
+                self._failed(err)  # health shows it, including "needs new credentials" after a 401/403
                 raise
             return doc
 

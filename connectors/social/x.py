@@ -42,14 +42,20 @@ USER_FIELDS = "username,name,public_metrics,verified"
 DM_FIELDS = "id,text,event_type,created_at,dm_conversation_id,sender_id,participant_ids,referenced_tweets"
 TWITTER_EPOCH_MS = 1288834974657
 MODES = ("poll", "stream")
+MAX_ID_DIGITS = 40  # snowflakes are 64-bit (20 digits); longer "ids" are garbage, and int() of huge text is slow
 
 
 # --- pure parsing -------------------------------------------------------------------------------
 
 
-def id_key(value: str | None) -> int:
+def is_decimal(value: Any) -> bool:
+    """True for a non-empty string of ASCII digits (str.isdigit alone also accepts '²')."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
+def id_key(value: Any) -> int:
     """X ids are decimal snowflakes; compare them as integers (-1 for none or garbage)."""
-    return int(value) if value and value.isdigit() else -1
+    return int(value) if is_decimal(value) and len(value) <= MAX_ID_DIGITS else -1
 
 
 def newest(*ids: str | None) -> str | None:
@@ -59,8 +65,14 @@ def newest(*ids: str | None) -> str | None:
 
 
 def snowflake_time(value: str) -> datetime:
-    """When a tweet or DM event id was minted (X ids embed their creation time in milliseconds)."""
-    return datetime.fromtimestamp(((int(value) >> 22) + TWITTER_EPOCH_MS) / 1000, UTC)
+    """When a tweet or DM event id was minted (X ids embed their creation time in milliseconds); BadPayload if none."""
+    key = id_key(value)
+    if key < 0:
+        raise BadPayload(f"id is not a snowflake: {str(value)[:40]!r}")
+    try:
+        return datetime.fromtimestamp(((key >> 22) + TWITTER_EPOCH_MS) / 1000, UTC)
+    except (OverflowError, OSError, ValueError) as err:
+        raise BadPayload(f"id is not a snowflake: {str(value)[:40]!r}") from err
 
 
 def parse_time(value: Any) -> datetime:
@@ -73,7 +85,10 @@ def parse_time(value: Any) -> datetime:
         raise BadPayload(f"created_at is not ISO 8601: {value[:40]!r}") from err
     if parsed.tzinfo is None:
         raise BadPayload(f"created_at has no time zone: {value[:40]!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise BadPayload(f"created_at is out of range in UTC: {value[:40]!r}") from err
 
 
 def users_by_id(body: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -262,7 +277,7 @@ def parse_cursor(text: str | None) -> XCursor:
     """Read a cursor written by format_cursor (a bare id means mentions only)."""
     if not text:
         return XCursor()
-    if text.isdigit():
+    if is_decimal(text):
         return XCursor(mentions=text)
     parts = dict(p.split(":", 1) for p in text.split(",") if ":" in p)
     return XCursor(mentions=newest(parts.get("m")), dms=newest(parts.get("dm")))
@@ -281,7 +296,7 @@ def parse_sent(body: Any, account: str) -> SentReply:
     if not isinstance(data, Mapping):
         raise BadPayload("reply answer has no 'data' object")
     new_id = data.get("id") or data.get("dm_event_id")
-    if not isinstance(new_id, str) or not new_id.isdigit():
+    if id_key(new_id) < 0:
         raise BadPayload("reply answer has no id")
     url = f"https://x.com/{account}/status/{new_id}" if "id" in data else None
     return SentReply(external_id=new_id, created_at=snowflake_time(new_id), url=url, raw=dict(body))
@@ -323,7 +338,7 @@ def parse_options(options: Mapping[str, Any], key: str) -> XOptions:
 
     account = (text("account", required=True) or "").lstrip("@")
     user_id = text("user_id", required=True) or ""
-    if not user_id.isdigit():
+    if not is_decimal(user_id):
         raise ConfigError(f"{key}.user_id", "the numeric X user id of the brand account, as a string")
     mode = text("mode", default="poll")
     if mode not in MODES:
@@ -530,6 +545,9 @@ class XConnector:
                 await self._poll(sink)
                 backoff.reset()
                 async for line in resp.content:
+                    if not line.endswith(b"\n"):  # cut mid-message: the catch-up poll of the next connection has it
+                        log.info("connector %s: stream cut mid-line, dropping a %d-byte fragment", self.name, len(line))
+                        break
                     await self._stream_line(sink, line)
         except (TimeoutError, aiohttp.ClientError) as err:
             raise ConnectorUnavailable(self.name, f"stream: {type(err).__name__}: {err}") from err

@@ -17,9 +17,6 @@ from tests.fakes.sink import RecordingSink
 
 TYPES = sorted(t for t in CONNECTORS if t not in EXCLUDED)
 XFAILS: dict[tuple[str, str], str] = {
-    ("webhook", "auth"): "BUG: WebhookConnector.send_reply catches only ConnectorUnavailable/RateLimited for "
-                         "_failed(); a 401 from the callback raises AuthenticationFailed but leaves last_error "
-                         "None, so health never shows the connector needs credentials",
 }
 
 

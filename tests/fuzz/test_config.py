@@ -54,12 +54,7 @@ def test_the_documented_fragments_parse():
     config.parse({k: v for k, v in DOCUMENTED.items() if k in config.SECTIONS}, environ={}, read_file=_no_files)
 
 
-BUG_ZONE = ("BUG: carebox/calendar.py parse_calendar catches ZoneInfoNotFoundError/ValueError/TypeError but not "
-            "OSError: timezone = \"Europe\" (a folder: IsADirectoryError) or a 300-character name (ENAMETOOLONG) "
-            "crashes config loading instead of raising ConfigError(\"calendars.<name>.timezone\", ...)")
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_ZONE)
+# Fixed: a zone that is a folder ("Europe") or an overlong name raised OSError instead of ConfigError.
 @pytest.mark.parametrize("zone", ["Europe", "9" * 300])
 def test_a_calendar_time_zone_that_is_not_a_zone_file_is_a_config_error(zone):
     with pytest.raises(ConfigError) as err:
@@ -67,7 +62,6 @@ def test_a_calendar_time_zone_that_is_not_a_zone_file_is_a_config_error(zone):
     assert err.value.key == "calendars.c.timezone"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_ZONE)
 @FUZZ
 @given(st.integers(0, 2**64))
 @example(-1)

@@ -15,12 +15,20 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connectors._signing import SIGNATURE_HEADER, sign
-from connectors.social import facebook, instagram
+from connectors.social import facebook, instagram, x
 from connectors.social.webhook import WebhookConnector, parse_options
 from tests.fakes import graph as g
 from tests.fakes.sink import RecordingSink
+from tests.fakes.x import APP_TOKEN, BRAND_ID, USER_TOKEN, FakeX
 from tests.fuzz.strategies import FUZZ, grow, many
-from tests.fuzz.test_parsers import BUG_DATES, BUG_FB_ENTRY, FB_DELIVERY, IG_DELIVERY
+from tests.fuzz.test_parsers import FB_DELIVERY, IG_DELIVERY
+from tests.integration.test_x import (
+    Sleeps,
+    polled_since_stream_opened,
+    running,
+    texts,
+    until,
+)
 from tests.unit import test_webhook_parse as hook_samples
 
 SECRET = "fuzz-secret"
@@ -106,7 +114,6 @@ def _bodies(seed: int, sample: object, noise: list[bytes]) -> list[bytes]:
     return [json.dumps(v, default=str).encode() for v in grow(seed, sample)] + noise[:3]
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES + " -> POST /hooks/<webhook>/ answers 500")
 @FUZZ
 @given(st.integers(0, 2**64), many(st.binary(max_size=200)), many(st.sampled_from(["good", "none", "junk", "old", "other"])),
        many(HEADER_VALUES))
@@ -125,8 +132,8 @@ def test_signed_webhook_never_answers_5xx_and_every_unparsable_payload_is_reject
             assert status == 401 and gained == (0, 0), "an unsigned delivery touched the sink"
         elif status == 400:
             assert gained == (0, 1), "a body that is not JSON must be kept as a dead letter"
-        else:
-            assert status == 202 and sum(gained) >= 1
+        else:  # an empty list is a valid delivery of nothing
+            assert status == 202 and sum(gained) >= (body.strip() != b"[]")
 
 
 def _graph_test(served, seed, noise, how, sample, secret=g.APP_SECRET):
@@ -149,7 +156,6 @@ def _graph_test(served, seed, noise, how, sample, secret=g.APP_SECRET):
                     assert gained == (0, 1), "a delivery of the wrong shape must be kept as a dead letter"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FB_ENTRY + " (POST /hooks/<facebook>/ answers 500)")
 @FUZZ
 @given(st.integers(0, 2**64), many(st.binary(max_size=200)), many(st.sampled_from(["good", "good", "none", "other"])))
 @example(0, [json.dumps({"object": "page", "entry": [{"id": g.PAGE_ID, "changes": 5}]}).encode()], ["good"])
@@ -157,7 +163,6 @@ def test_facebook_webhook_never_answers_5xx_and_keeps_every_unparsable_delivery(
     _graph_test(fb, seed, noise, how, FB_DELIVERY)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FB_ENTRY + " (POST /hooks/<instagram>/ answers 500)")
 @FUZZ
 @given(st.integers(0, 2**64), many(st.binary(max_size=200)), many(st.sampled_from(["good", "good", "none", "other"])))
 @example(0, [json.dumps({"object": "instagram", "entry": [{"id": g.IG_USER_ID, "changes": 1}]}).encode()], ["good"])
@@ -178,3 +183,23 @@ def test_signed_webhook_refuses_random_signatures_without_touching_the_sink(webh
         before = len(webhook.sink.batches)
         assert webhook.post(body, {SIGNATURE_HEADER: header}) == 401
         assert len(webhook.sink.batches) == before
+
+
+# Regression (fixed): a filtered stream cut mid-line turned the fragment into a dead letter; the connector now drops
+# an unterminated final fragment and the catch-up poll of the next connection recovers the tweet.
+async def test_x_stream_cut_mid_line_drops_the_fragment_and_the_catch_up_poll_recovers_the_tweet():
+    fake = FakeX()
+    fake.drop_stream_after = 1
+    sink = RecordingSink()
+    async with TestServer(fake.app) as upstream, aiohttp.ClientSession() as http:
+        table = {"type": "x", "account": "brand", "user_id": BRAND_ID, "token_env": "X_BEARER", "mode": "stream",
+                 "base_url": str(upstream.make_url("")), "poll_interval": "10ms", "backoff_base": "1ms"}
+        conn = x.XConnector("x-brand", x.parse_options(table, "connectors.x-brand"), session=http,
+                            app_token=APP_TOKEN, user_token=USER_TOKEN, sleep=Sleeps())
+        async with running(conn, sink):
+            await until(lambda: polled_since_stream_opened(fake))
+            fake.push_raw(b'{"data": {"id": "1", "tex')  # no line terminator: the connection ends mid-message
+            await until(lambda: fake.stream_connections >= 2 and polled_since_stream_opened(fake))
+            fake.add_tweet("ann", "@brand after the cut")
+            await sink.wait_for(lambda s: len(s.mentions) == 1)
+    assert sink.rejected == [] and texts(sink) == ["after the cut"]

@@ -38,22 +38,9 @@ FB_DELIVERY = {"object": "page", "entry": [g.page_entry(
     [g.feed_comment("c1", "my fibre is down"), g.page_mention("p1"), g.feed_visitor_post("p2", "help")],
     [g.messenger("m1", "hello")])]}
 IG_DELIVERY = {"object": "instagram", "entry": [g.ig_entry([g.ig_comment("c2", "no network"), g.ig_mention("m2", "c3")])]}
-# Crashes found by this file; each test stays xfail(strict) until the fix lands, then must be un-marked.
-BUG_X_IDS = ("BUG: connectors/social/x.py id_key calls value.isdigit() on non-strings (an int or bool newest_id in a "
-             "page's meta) and int() on Unicode digits such as '²' -> AttributeError/ValueError instead of BadPayload")
-BUG_DATES = ("BUG: x.parse_time, mastodon.parse_time, jsonl.parse_time, bluesky.parse_datetime, facebook.epoch_time "
-             "call astimezone(UTC) outside their try: '0001-01-01T00:00:00+14:00' or '9999-12-31T23:59:59-12:00' "
-             "raise OverflowError instead of BadPayload (jsonl is also what the webhook connector and replay use)")
-BUG_FB_ENTRY = ("BUG: connectors/social/facebook.py parse_delivery iterates entry['changes'] / entry['messaging'] "
-                "without checking they are lists: a number or true raises TypeError (the webhook answers 500)")
-BUG_FB_ITEM = ("BUG: connectors/social/facebook.py parse_feed_change tests `item not in FEED_ITEMS` on any value: a "
-               "list or object item raises TypeError (unhashable) instead of being ignored or rejected")
-BUG_FB_TIME = ("BUG: connectors/social/facebook.py epoch_time: int('²') after str.isdigit() raises ValueError, and "
-               "value / 1000 on a huge integer raises OverflowError outside the try")
-BUG_X_SNOWFLAKE = ("BUG: connectors/social/x.py snowflake_time: a huge numeric id overflows the float division "
-                   "(OverflowError) in parse_sent instead of raising BadPayload/ConnectorUnavailable")
-BUG_TWCS_ID = ("BUG: connectors/social/replay_twcs.py twcs_id: int() after str.isdigit() raises ValueError on Unicode "
-               "digits such as '²' (one bad CSV cell stops the whole replay)")
+# Crashes this file found, now fixed (each @example below replays one): X ids that are not ASCII-digit text or
+# overflow a snowflake time; ISO dates that overflow in UTC ('9999-12-31T23:59:59-12:00'); Graph entries whose
+# changes/messaging are not lists, feed items that are not text, epoch times in Unicode digits; TWCS ids like '²'.
 MAILS = [mail_samples.GMAIL_REPLY, mail_samples.NEW_THREAD, mail_samples.HTML_ONLY, mail_samples.MULTIPART]
 TWCS_ROW = {"tweet_id": "119237", "author_id": "105834", "inbound": "True", "created_at": "Wed Oct 11 06:55:44 +0000 2017",
             "text": "@AcmeCare my phone is dead", "response_tweet_id": "119236", "in_response_to_tweet_id": ""}
@@ -105,7 +92,6 @@ def _survives(parse: Any, *args: Any, **kwargs: Any) -> None:
     _check(result)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_X_IDS)
 @FUZZ
 @given(payloads(x_samples.PAGE), st.booleans())
 @example([{"meta": {"result_count": 1, "newest_id": 1}}, {"meta": {"result_count": 1, "newest_id": "\u00b2"}}], False)
@@ -114,7 +100,6 @@ def test_x_parse_page_never_crashes(bodies, dms):
         _survives(x.parse_page, body, source="x", account="brand", brand_user_id=BRAND, dms=dms)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(x_samples.PAGE["data"][0]), payloads(x_samples.PAGE["includes"]["users"][0]))
 @example([{**x_samples.PAGE["data"][0], "created_at": "9999-12-31T23:59:59-12:00"}], [x_samples.PAGE["includes"]["users"][0]])
@@ -124,7 +109,6 @@ def test_x_parse_tweet_never_crashes(tweets, authors):
         _survives(x.parse_tweet, tweet, users, account="brand", brand_user_id=BRAND)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(x_samples.DM_EVENT))
 @example([{**x_samples.DM_EVENT, "created_at": "9999-12-31T23:59:59-12:00"}])
@@ -133,7 +117,6 @@ def test_x_parse_dm_event_never_crashes(events):
         _survives(x.parse_dm_event, event, {}, account="brand", brand_user_id=BRAND)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_X_IDS)
 @FUZZ
 @given(many(st.binary(max_size=300)), payloads({"data": x_samples.PAGE["data"][0], "includes": x_samples.PAGE["includes"]}))
 @example([b'{"data": {"id": "\\u00b2", "author_id": "1", "text": "hi", "created_at": "2021-11-15T19:08:05.000Z"}}'], [])
@@ -150,7 +133,6 @@ def test_x_and_email_cursors_never_crash(texts):
         email.parse_cursor(text)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_X_SNOWFLAKE)
 @FUZZ
 @given(payloads({"data": {"id": "1", "text": "ok"}}))
 @example([{"data": {"id": "9" * 400, "text": "ok"}}])
@@ -159,7 +141,6 @@ def test_x_parse_sent_raises_only_connector_errors(bodies):
         _raises_only(CareboxError, x.parse_sent, body, "brand")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(masto_samples.NOTIFICATION))
 def test_mastodon_parse_notification_never_crashes(objs):
@@ -167,7 +148,6 @@ def test_mastodon_parse_notification_never_crashes(objs):
         _survives(mastodon.parse_notification, obj, account="brand", instance_host="fake.social")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads([masto_samples.NOTIFICATION, masto_samples.NOTIFICATION]))
 def test_mastodon_parse_notifications_never_crashes(bodies):
@@ -191,7 +171,6 @@ def test_mastodon_parse_link_header_never_crashes(values):
         assert isinstance(mastodon.parse_link_header(value), dict)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(masto_samples.NOTIFICATION["status"]))
 @example([{**masto_samples.NOTIFICATION["status"], "created_at": "9999-12-31T23:59:59-12:00"}])
@@ -200,7 +179,6 @@ def test_mastodon_parse_sent_raises_only_carebox_errors(bodies):
         _raises_only(CareboxError, mastodon.parse_sent, body)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(bsky_samples.REPLY_NOTE))
 @example([{**bsky_samples.REPLY_NOTE, "record": {**bsky_samples.REPLY_NOTE["record"], "createdAt": "0001-01-01T00:00:00+14:00"}}])
@@ -209,7 +187,6 @@ def test_bluesky_parse_notification_never_crashes(notes):
         _survives(bluesky.parse_notification, n, account="acme.bsky.social", brand_did="did:plc:brand4xq2k7vhm3wz")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FB_ENTRY)
 @FUZZ
 @given(payloads(FB_DELIVERY), st.booleans())
 @example([{"object": "page", "entry": [{"id": g.PAGE_ID, "changes": 5}]}], False)
@@ -218,7 +195,6 @@ def test_facebook_parse_delivery_never_crashes(bodies, messaging):
         _survives(facebook.parse_delivery, body, FB, "fb", obj="page", fields=facebook.FACEBOOK_FIELDS, messaging=messaging)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FB_ENTRY)
 @FUZZ
 @given(payloads(IG_DELIVERY), st.booleans())
 @example([{"object": "instagram", "entry": [{"id": g.IG_USER_ID, "changes": True}]}], False)
@@ -228,7 +204,6 @@ def test_instagram_parse_delivery_never_crashes(bodies, messaging):
                   messaging=messaging)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FB_ITEM)
 @FUZZ
 @given(payloads(g.feed_comment("c1", "down")["value"]))
 @example([{"item": [], "verb": "add"}])
@@ -237,7 +212,6 @@ def test_facebook_parse_feed_change_never_crashes(values):
         _survives(facebook.parse_feed_change, value, FB)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(g.page_mention("p1")["value"]), payloads(g.messenger("m1", "hi")))
 def test_facebook_mention_and_messaging_parsers_never_crash(tagged, events):
@@ -261,7 +235,6 @@ def test_email_parse_message_never_crashes(noise, mails, splices):
         _survives(email.parse_message, raw, account="support@brand.example", received_at=datetime(2026, 11, 22, tzinfo=UTC))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads(hook_samples.ITEM), payloads([hook_samples.ITEM, hook_samples.ITEM]))
 def test_webhook_parse_delivery_never_crashes(items, lists):
@@ -269,7 +242,6 @@ def test_webhook_parse_delivery_never_crashes(items, lists):
         _survives(webhook.parse_delivery, _dumps(item).encode(), source="widget", network="webhook", account="brand")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(payloads({"network": "x", "account": "acme", "external_id": "1", "author_id": "u1", "text": "hi",
                  "created_at": "2026-01-05T10:00:00Z", "followers": 10, "direction": "in", "raw": {"a": 1}}))
@@ -279,7 +251,6 @@ def test_jsonl_parse_mention_and_line_never_crash(objs):
         _survives(jsonl.parse_line, _dumps(obj))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_TWCS_ID)
 @FUZZ
 @given(payloads(TWCS_ROW))
 @example([{**TWCS_ROW, "tweet_id": "\u00b2"}])
@@ -291,22 +262,20 @@ def test_twcs_parse_row_never_crashes(rows):
 
 
 TIME_PARSERS = {
-    "x.parse_time": (x.parse_time, BUG_DATES),
-    "mastodon.parse_time": (mastodon.parse_time, BUG_DATES),
-    "jsonl.parse_time": (jsonl.parse_time, BUG_DATES),
-    "replay_twcs.parse_twcs_time": (lambda v: replay_twcs.parse_twcs_time(v if v is None else str(v)), None),  # CSV cells
-    "bluesky.parse_datetime": (lambda v: bluesky.parse_datetime(v, "createdAt"), BUG_DATES),
-    "facebook.epoch_time": (lambda v: facebook.epoch_time(v, "time"), BUG_FB_TIME),
+    "x.parse_time": x.parse_time,
+    "mastodon.parse_time": mastodon.parse_time,
+    "jsonl.parse_time": jsonl.parse_time,
+    "replay_twcs.parse_twcs_time": lambda v: replay_twcs.parse_twcs_time(v if v is None else str(v)),  # CSV cells
+    "bluesky.parse_datetime": lambda v: bluesky.parse_datetime(v, "createdAt"),
+    "facebook.epoch_time": lambda v: facebook.epoch_time(v, "time"),
 }
 TIMES = st.none() | st.text(max_size=40) | NASTY | st.integers() | st.floats() | st.datetimes(
     timezones=st.timezones()).map(lambda d: d.isoformat())
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=bug) if bug else ()) for name, (_, bug) in
-    sorted(TIME_PARSERS.items())])
+@pytest.mark.parametrize("name", sorted(TIME_PARSERS))
 def test_time_parsers_raise_only_bad_payload(name):
-    parse = TIME_PARSERS[name][0]
+    parse = TIME_PARSERS[name]
 
     @FUZZ
     @given(many(TIMES))

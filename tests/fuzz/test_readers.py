@@ -9,7 +9,6 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -17,7 +16,6 @@ from carebox.ports import InboundMention, Rejected
 from connectors.social.jsonl import dumps
 from connectors.social.replay import read_jsonl, read_twcs
 from tests.fuzz.strategies import FUZZ, NASTY_VALUES, bend, many
-from tests.fuzz.test_parsers import BUG_DATES, BUG_TWCS_ID
 
 TWCS = (Path(__file__).parent.parent / "fixtures" / "twcs_small.csv").read_bytes()
 GOOD = dumps(InboundMention(network="x", account="acme", external_id="1", author_id="u1", author_handle="ann",
@@ -68,7 +66,6 @@ def _nonblank_lines(data: bytes) -> int:
     return sum(1 for line in io.BytesIO(data) if line.strip())
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DATES)
 @FUZZ
 @given(many(st.integers(0, 2**64)), many(st.binary(max_size=400)))
 @example([0], [GOOD.replace(b"2026-11-22T09:00:00Z", b"0001-01-01T00:00:00+14:00")])
@@ -93,7 +90,6 @@ def test_jsonl_reader_keeps_good_lines_among_damaged_ones(seeds):
         assert sum(isinstance(r, Rejected) for r in records) == len(bad)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_TWCS_ID)
 @FUZZ
 @given(many(st.integers(0, 2**64)), many(st.binary(max_size=400)))
 @example([0], [TWCS.replace(b",11,900001,", ",\u00b2,900001,".encode())])

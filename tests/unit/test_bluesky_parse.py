@@ -85,6 +85,7 @@ def test_bad_created_at_falls_back_to_indexed_at():
         (lambda n: n["record"].__setitem__("$type", "app.bsky.feed.like"), "app.bsky.feed.post"),
         (lambda n: n["record"].pop("text"), "text"),
         (lambda n: (n["record"].pop("createdAt"), n.pop("indexedAt")), "indexedAt"),
+        (lambda n: (n["record"].pop("createdAt"), n.__setitem__("indexedAt", "0001-01-01T00:00:00+14:00")), "range"),
     ],
 )
 def test_unusable_notification_raises_bad_payload_with_reason(mutate, reason):

@@ -166,6 +166,11 @@ def test_missing_date_falls_back_to_received_time():
     assert parse_message(raw, account=BRAND, received_at=RECEIVED).created_at == RECEIVED
 
 
+def test_date_out_of_range_in_utc_falls_back_to_received_time():  # regression: OverflowError
+    raw = NEW_THREAD.replace(b"Sat, 21 Nov 2026 08:15:00 -0000", b"Fri, 31 Dec 9999 23:59:59 -1200")
+    assert parse_message(raw, account=BRAND, received_at=RECEIVED).created_at == RECEIVED
+
+
 def test_missing_message_id_gets_a_stable_synthetic_one():
     raw = NEW_THREAD.replace(b"Message-ID: <1234.abcd@example.net>\r\n", b"")
     first = parse_message(raw, account=BRAND, received_at=RECEIVED).external_id

@@ -98,6 +98,7 @@ def test_visitor_post_is_a_top_level_mention():
         g.feed_comment("1_2", "x", verb="remove"),
         g.feed_visitor_post("1_3", "our own broadcast", user=g.PAGE_ID),
         {"field": "ratings", "value": {}},
+        {"field": "feed", "value": {"item": [], "verb": "add"}},  # regression: unhashable item raised TypeError
     ],
 )
 def test_events_that_are_not_mentions_are_ignored_not_rejected(change):
@@ -143,6 +144,12 @@ def test_entry_for_another_page_is_rejected():
     assert "999" in rej.reason
 
 
+@pytest.mark.parametrize("entry", [{"id": g.PAGE_ID, "changes": 5}, {"id": g.PAGE_ID, "changes": [], "messaging": True}])
+def test_entry_whose_changes_or_messaging_is_not_a_list_is_rejected(entry):  # regression: TypeError, webhook 500
+    assert facebook.parse_delivery({"object": "page", "entry": [entry]}, FB, "fb", obj="page",
+                                   fields=facebook.FACEBOOK_FIELDS, messaging=True)[1][0].reason.endswith("not a list")
+
+
 @pytest.mark.parametrize("body", [[], {"object": "page"}, {"object": "instagram", "entry": []}, "x"])
 def test_delivery_of_the_wrong_shape_is_bad_payload(body):
     with pytest.raises(BadPayload):
@@ -162,7 +169,8 @@ def test_graph_times_in_seconds_milliseconds_or_iso_are_utc(value, expected):
     assert facebook.epoch_time(value, "t") == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "soon", True, -5, 10**30, "2026-03-02T21:14:05"])
+@pytest.mark.parametrize("value", [None, "", "soon", True, -5, 10**30, "2026-03-02T21:14:05",
+                                   "\u00b2", 10**400, "9999-12-31T23:59:59-12:00"])  # the last three: regressions
 def test_unusable_graph_time_is_bad_payload(value):
     with pytest.raises(BadPayload):
         facebook.epoch_time(value, "t")

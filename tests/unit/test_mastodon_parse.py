@@ -123,6 +123,7 @@ def test_notifications_other_than_mentions_are_ignored(kind):
         (note(content=None), "'content'"),
         (note(created_at="yesterday"), "ISO 8601"),
         (note(created_at="2019-11-23T07:49:01"), "time zone"),
+        (note(created_at="0001-01-01T00:00:00+14:00"), "out of range"),  # regression: OverflowError
         (note(id=12), "'id'"),
         (note(account="zsc"), "'account'"),
     ],

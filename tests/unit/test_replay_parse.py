@@ -89,7 +89,8 @@ def test_twcs_dates_are_read_as_utc(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["Tue Oct 31 25:10:47 +0000 2017", "Tue Foo 31 22:10:47 +0000 2017", "Tue Oct 31 22:10 +0000 2017", ""],
+    ["Tue Oct 31 25:10:47 +0000 2017", "Tue Foo 31 22:10:47 +0000 2017", "Tue Oct 31 22:10 +0000 2017", "",
+     "Fri Dec 31 23:59:59 -1200 9999"],
 )
 def test_malformed_twcs_dates_are_bad_payload(value):
     with pytest.raises(BadPayload, match="created_at"):
@@ -105,6 +106,7 @@ def test_raw_keeps_the_row():
     [
         ({"tweet_id": "abc"}, "tweet_id"),
         ({"tweet_id": ""}, "tweet_id"),
+        ({"tweet_id": "\u00b2"}, "tweet_id"),  # regression: '²'.isdigit() then int() raised ValueError
         ({"in_response_to_tweet_id": "1.5"}, "in_response_to_tweet_id"),
         ({"inbound": "maybe"}, "inbound"),
         ({"created_at": "2017-11-06 09:00"}, "created_at"),
@@ -212,6 +214,16 @@ def test_twcs_from_an_open_binary_file():
         assert len(list(read_twcs(handle))) == 13
 
 
+def test_bytes_that_are_not_utf8_do_not_stop_a_twcs_replay():  # regression: UnicodeDecodeError
+    data = FIXTURE.read_bytes().replace(b"my fibre", b"my \xb7fibre")
+    assert len(list(read_twcs(io.BytesIO(data)))) == 13
+
+
+def test_a_damaged_header_turns_rows_into_rejects():  # regression: KeyError 'author_id'
+    data = FIXTURE.read_bytes().replace(b"author_id", b"author", 1)
+    assert {type(r) for r in read_twcs(io.BytesIO(data))} == {Rejected}
+
+
 # ---------------------------------------------------------------- JSONL
 
 GOOD = b'{"network":"x","account":"acme","external_id":"1","author_id":"u1","text":"hi","created_at":"2026-01-05T10:00:00Z"}'
@@ -231,6 +243,7 @@ def test_jsonl_lines_become_mentions_in_file_order():
         (b"[1, 2]", "JSON object"),
         (GOOD.replace(b'"text":"hi",', b""), "text"),
         (GOOD.replace(b"2026-01-05T10:00:00Z", b"yesterday"), "created_at"),
+        (GOOD.replace(b"2026-01-05T10:00:00Z", b"9999-12-31T23:59:59-12:00"), "out of range"),  # was OverflowError
         (GOOD.replace(b'"network":"x"', b'"direction":"sideways"'), "direction"),
     ],
 )

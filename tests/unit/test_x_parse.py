@@ -120,6 +120,7 @@ def test_tweet_by_the_brand_account_is_outbound():
         (tweet(created_at=None), "created_at"),
         (tweet(created_at="Mon Nov 15 19:08:05 +0000 2021"), "ISO 8601"),
         (tweet(created_at="2021-11-15T19:08:05"), "time zone"),
+        (tweet(created_at="9999-12-31T23:59:59-12:00"), "out of range"),  # regression: OverflowError
     ],
 )
 def test_unusable_tweet_raises_bad_payload_with_reason(obj, reason):
@@ -216,6 +217,12 @@ def test_cursor_round_trips_through_its_text(cursor, text):
 def test_ids_compare_as_numbers_not_text():
     assert x.newest("999", "1000") == "1000"
     assert x.newest(None, "garbage") is None
+    assert [x.id_key(v) for v in (1, True, "\u00b2", "9" * 400)] == [-1] * 4  # regression: crashed on these
+
+
+def test_sent_answer_with_an_absurd_id_is_bad_payload():
+    with pytest.raises(BadPayload, match="no id"):  # regression: OverflowError in snowflake_time
+        x.parse_sent({"data": {"id": "9" * 400, "text": "ok"}}, "brand")
 
 
 def test_snowflake_time_reads_the_creation_instant_from_an_id():
