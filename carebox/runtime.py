@@ -343,7 +343,7 @@ class LeasedWork:
     async def stop(self, name: str) -> None:
         """Stop the work of a lease lost or given back."""
         if name == SCHEDULER:
-            self._abdicate()
+            await self._abdicate()
         task = self.tasks.pop(name, None)
         if task is not None:
             task.cancel()
@@ -372,11 +372,11 @@ class LeasedWork:
         if self.shared:
             self.fan.publish_nowait({"kind": "sla", "events": events})
 
-    def _abdicate(self) -> None:
+    async def _abdicate(self) -> None:
         if self.scheduler is None:
             return
-        self.scheduler.shutdown()
-        self.scheduler = None
+        scheduler, self.scheduler = self.scheduler, None
+        await scheduler.stop()
         self.pipeline.on_clocks = self._announce_clocks if self.shared else None
         if self._observer is not None:
             with contextlib.suppress(ValueError):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,19 +36,41 @@ class Scheduler:
         self.sweep_s = sweep_s
         self.on_fired = on_fired
         self.aps = AsyncIOScheduler(timezone=UTC)
+        self._running: set[asyncio.Task[Any]] = set()
+
+    async def _tracked(self, job: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run a job so that `stop` can let it finish: a job cancelled inside a database call can leave
+        the connection half closed and hang the process's shutdown."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            return await job(*args)
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def start(self) -> None:
         """Start: move clocks onto edited calendars, re-arm every running clock, run the first sweep."""
         self.aps.start()
         await escalation.rebase_on_new_calendars(self.engine, self.book, self.now())
         self.arm(await store.running(self.engine))
-        self.aps.add_job(self.sweep, "interval", seconds=self.sweep_s, id=SWEEP_ID, replace_existing=True,
-                         coalesce=True, max_instances=1, next_run_time=self.now())
+        self.aps.add_job(self._tracked, "interval", args=[self.sweep], seconds=self.sweep_s, id=SWEEP_ID,
+                         replace_existing=True, coalesce=True, max_instances=1, next_run_time=self.now())
 
     def every(self, seconds: float, job: Callable[[], Any], job_id: str) -> None:
         """Run `job` (a coroutine function) every `seconds`, never two at once."""
-        self.aps.add_job(job, "interval", seconds=seconds, id=job_id, replace_existing=True, coalesce=True,
-                         max_instances=1)
+        self.aps.add_job(self._tracked, "interval", args=[job], seconds=seconds, id=job_id, replace_existing=True,
+                         coalesce=True, max_instances=1)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop taking jobs, let the running ones finish (bounded), then shut down."""
+        if self.aps.running:
+            self.aps.pause()
+        running = [t for t in self._running if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        self.shutdown()
 
     def shutdown(self) -> None:
         """Stop without waiting for running jobs (their work is idempotent and re-armed at start)."""
@@ -65,7 +88,7 @@ class Scheduler:
                 continue
             for timer in escalation.timers(self.book, clock, now):
                 self.aps.add_job(
-                    self._fire, "date", run_date=timer.at, args=[timer.clock_id, timer.kind],
+                    self._tracked, "date", run_date=timer.at, args=[self._fire, timer.clock_id, timer.kind],
                     id=f"sla:{timer.clock_id}:{timer.kind}", replace_existing=True, misfire_grace_time=None,
                 )
                 armed += 1

@@ -39,10 +39,19 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_ID = 2**63 - 1  # the store's BIGINT: a larger id cannot exist (and overflows the database driver)
+
+
+def _in_range(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
 def _id(request: web.Request) -> int:
     value = request.match_info["id"]
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):  # "²".isdigit() is true, int("²") fails
         raise web.HTTPBadRequest(text="conversation id must be a number")
+    if not _in_range(int(value)):
+        raise web.HTTPNotFound(text="no such conversation")
     return int(value)
 
 
@@ -98,6 +107,8 @@ async def post_reply(request: web.Request) -> web.Response:
     if not text or len(text) > limit:
         raise web.HTTPUnprocessableEntity(text=f"text must have 1 to {limit} characters on {conv['network']}")
     seen = body.get("seen_mention_id")
+    if seen is not None and not _in_range(seen):
+        raise web.HTTPBadRequest(text="seen_mention_id must be a mention id")
     if isinstance(seen, int) and not body.get("force"):
         news = await queries.activity_since(app[engine_key], conversation_id, seen, user["id"])
         if news:
@@ -121,6 +132,8 @@ async def put_assignment(request: web.Request) -> web.Response:
     assignee = body.get("assignee_id")
     if assignee is not None and (not isinstance(assignee, int) or isinstance(assignee, bool)):
         raise web.HTTPBadRequest(text="assignee_id must be a user id or null")
+    if assignee is not None and not _in_range(assignee):
+        raise web.HTTPNotFound(text="no such user")
     try:
         await actions.assign(request.app[engine_key], conversation_id, assignee, request[user_key]["id"], request.app[now_key]())
     except NotFound as err:
@@ -155,7 +168,7 @@ def _op(summary: str, responses: dict[str, str], *, params: list[dict[str, Any]]
     return op
 
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "format": "int64"}}
 _Q = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
       for n in ("view", "after", "limit", "network", "account", "language", "priority", "category", "tag", "assignee", "q")]
 OPENAPI: dict[str, Any] = {

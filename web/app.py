@@ -35,6 +35,7 @@ from web.settings import parse as parse_inbox
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_ROW_ID = 2**63 - 1  # the store's BIGINT
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
@@ -62,6 +63,18 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(request, 500, "Something went wrong on our side. The error was logged.")
 
 
+@web.middleware
+async def row_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every `{id}` in the router is a row id: not a number is a 400, beyond BIGINT a 404, never a driver's 500."""
+    value = request.match_info.get("id")
+    if value is not None:
+        if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true, int("²") fails
+            raise web.HTTPBadRequest(text="the id must be a number")
+        if len(value) > 19 or int(value) > MAX_ROW_ID:
+            raise web.HTTPNotFound(text="no such item")
+    return await handler(request)
+
+
 def _error(request: web.Request, status: int, message: str) -> web.Response:
     return aiohttp_jinja2.render_template("error.html", request, {"status": status, "message": message, "user": None},
                                          status=status)
@@ -69,8 +82,13 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CSP, framing, sniffing and referrer headers on every response."""
-    response = await handler(request)
+    """CSP, framing, sniffing and referrer headers on every response, raised redirects and refusals included."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        for name, value in SECURITY_HEADERS.items():
+            exc.headers.setdefault(name, value)
+        raise
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
@@ -125,7 +143,8 @@ def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
         session_secret, cookie_name="carebox_session", httponly=True, samesite="Lax",
         secure=settings.web.secure_cookies, max_age=int(settings.web.session_max_age_s),
     )
-    app = web.Application(middlewares=[security_headers, error_pages, session_middleware(storage), auth.auth_middleware])
+    app = web.Application(middlewares=[security_headers, error_pages, session_middleware(storage), auth.auth_middleware,
+                                          row_ids])
     app[settings_key] = settings
     app[session_secret_key] = session_secret
     app[throttle_key] = {}

@@ -22,7 +22,9 @@ from web.keys import engine_key, throttle_key, user_key
 
 log = logging.getLogger(__name__)
 HASHER = PasswordHasher()
-PUBLIC_PATHS = ("/login", "/healthz", "/metrics", "/static/", "/hooks/")
+# Exact paths, and prefixes that end with "/": "/login-as" or "/metrics/users" must not become public by accident.
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics"})
+PUBLIC_PREFIXES = ("/static/", "/hooks/")
 MAX_FAILURES = 5
 LOCKOUT_S = 300.0
 
@@ -93,7 +95,7 @@ async def _bearer_user(request: web.Request) -> dict[str, Any] | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Every route needs a logged-in user (or a Bearer token on /api/v1) except the public ones; state changes need CSRF."""
-    if request.path.startswith(PUBLIC_PATHS):
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         i18n.CURRENT.set(i18n.Locale(i18n.negotiate(request.headers.get("Accept-Language"))))
         return await handler(request)
     if request.path.startswith("/api/v1"):
