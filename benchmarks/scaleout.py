@@ -28,8 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import (PG_HOST, PG_PORT, PG_USER, create_pg_database, drop_pg_database,  # noqa: E402
-                            pg_execute)
+from tests.conftest import (
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    create_pg_database,
+    drop_pg_database,
+    pg_execute,
+)
 
 REDIS = "redis://127.0.0.1:6379/14"
 TICKS = os.sysconf("SC_CLK_TCK")

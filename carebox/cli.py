@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="bring the database schema up to date", description=cmd_migrate.__doc__)
     _add_config(p)
-    p.add_argument("--revision", default="head")
+    p.add_argument("--revision", default="heads")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("simulate", help="write simulated mentions as JSONL", description=cmd_simulate.__doc__)

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+MAX_ROW_ID = 2**63 - 1  # ids are BIGINT: a larger id names no row (and overflows the database driver)
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, whatever the engine stores."""

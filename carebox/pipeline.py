@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox import metrics
 from carebox.errors import NotFound
-from carebox.ports import Connector, Direction, InboundMention, IngestBatch, OutboundReply, Rejected, SentReply, Status
+from carebox.ports import (
+    Connector,
+    Direction,
+    InboundMention,
+    IngestBatch,
+    OutboundReply,
+    Rejected,
+    SentReply,
+    Status,
+)
 from carebox.queue import Envelope, Queue
 from carebox.store import actions, queries
 from carebox.store import ingest as sql
@@ -393,7 +402,7 @@ async def consume(queue: Queue, pipeline: Pipeline, *, batch_size: int, wait_s: 
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
             await pipeline.ingest([e.batch for e in envelopes], now())
-        except Exception:  # noqa: BLE001 - isolate the bad batch, keep the stream flowing
+        except Exception:
             log.exception("ingest of %d batches failed; retrying one by one", len(envelopes))
             for envelope in envelopes:
                 await _ingest_alone(queue, pipeline, envelope, now)

@@ -124,7 +124,7 @@ async def supervise(connector: Connector, sink: MentionSink, engine: AsyncEngine
             return
         except ConnectorError as err:
             log.warning("connector %s unavailable (%s); restarting in %.0fs", connector.name, err, delay)
-        except Exception:  # noqa: BLE001 - a connector bug must not take the process down
+        except Exception:
             log.exception("connector %s crashed; restarting in %.0fs", connector.name, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 300.0)
@@ -297,7 +297,7 @@ async def _relay(fan: live.Fanout, pipeline: Pipeline, sla_listeners: list[Calla
             for observer in list(pipeline.observers):
                 try:
                     observer(rows)
-                except Exception:  # noqa: BLE001 - one observer's bug must not stop live updates
+                except Exception:
                     log.exception("live observer failed")
 
 
@@ -305,7 +305,7 @@ def _tell(listeners: list[Callable[[list[dict[str, Any]]], None]], events: list[
     for listener in list(listeners):
         try:
             listener(events)
-        except Exception:  # noqa: BLE001 - a listener's bug must not stop the scheduler
+        except Exception:
             log.exception("SLA listener failed")
 
 
@@ -401,5 +401,5 @@ async def _feed(fan: live.Fanout, observe: Callable[[list[dict[str, Any]]], None
                     observe([r for r in live.rows_of(event) if r.get("text")])
                 elif event.get("kind") == "clocks":
                     scheduler.arm(await store_clocks.by_ids(scheduler.engine, list(event.get("ids", []))))
-            except Exception:  # noqa: BLE001 - the sweep reconciles whatever this misses
+            except Exception:
                 log.exception("leader feed failed on a %s event", event.get("kind"))

@@ -98,7 +98,7 @@ async def request_json(
                 return orjson.loads(body), resp.headers
             except orjson.JSONDecodeError as err:
                 raise ConnectorUnavailable(connector, "response is not valid JSON") from err
-    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+    except (TimeoutError, aiohttp.ClientError) as err:
         raise ConnectorUnavailable(connector, f"{type(err).__name__}: {err}") from err
 
 

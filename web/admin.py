@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from carebox.errors import BadPayload
+from carebox.models import MAX_ROW_ID
 from carebox.ports import IngestBatch
 from carebox.store import actions, queries
 from web import auth, explain
@@ -68,6 +69,8 @@ async def save_user(request: web.Request) -> web.StreamResponse:
         return await users(request, _("Unknown role."))
     if form.get("user_id"):
         user_id = int(str(form["user_id"])) if str(form["user_id"]).isdigit() else 0
+        if not 0 < user_id <= MAX_ROW_ID:
+            raise web.HTTPNotFound(text=_("No such user."))
         if user_id == me["id"] and (role != "admin" or form.get("active") != "1"):
             return await users(request, _("You cannot remove your own admin role or deactivate yourself."))
         await actions.update_user(engine, user_id, me["id"], now, role=role, active=form.get("active") == "1")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from carebox import pipeline
 from carebox.errors import ConnectorError, NotFound
+from carebox.models import MAX_ROW_ID
 from carebox.store import actions, queries
 from web.compose import connector_for
 from web.keys import (
@@ -39,11 +40,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MAX_ID = 2**63 - 1  # the store's BIGINT: a larger id cannot exist (and overflows the database driver)
-
-
 def _in_range(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ROW_ID
 
 
 def _id(request: web.Request) -> int:

@@ -16,6 +16,7 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from carebox.config import Settings
+from carebox.models import MAX_ROW_ID
 from web import auth, i18n, live, reports, routes
 from web.keys import (
     broadcaster_key,
@@ -35,7 +36,6 @@ from web.settings import parse as parse_inbox
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_ROW_ID = 2**63 - 1  # the store's BIGINT
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",

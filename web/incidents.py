@@ -15,6 +15,7 @@ from aiohttp import web
 
 from carebox import pipeline
 from carebox.errors import ConnectorError, NotFound
+from carebox.models import MAX_ROW_ID
 from carebox.store import actions
 from carebox.store import incidents as store
 from web.auth import csrf_token, has_role, require
@@ -112,9 +113,6 @@ def _lang(language: str | None) -> str:
     return "fr" if (language or "").startswith("fr") else "en"
 
 
-MAX_ID = 2**63 - 1  # a larger number overflows the database's integer: no such row either
-
-
 def _id(request: web.Request) -> int:
     return _row_id(request.match_info["id"], _("incident id"))
 
@@ -122,7 +120,7 @@ def _id(request: web.Request) -> int:
 def _row_id(value: str, what: str) -> int:
     """A row id from the URL or a form: 400 when not a number, 404 when no row can have it."""
     found = number(value, what)
-    if not 0 < found <= MAX_ID:
+    if not 0 < found <= MAX_ROW_ID:
         raise web.HTTPNotFound(text=_("There is no such incident.") if what == _("incident id") else
                                _("There is no such conversation."))
     return found

@@ -132,13 +132,14 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     """One row per conversation with every clock value, streamed."""
     _require_manager(request)
     rs = _report_settings(request)
+    scope = _scope(request, rs)  # a bad date is a 400 before any header is sent
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="carebox-conversations.csv"'})
     await response.prepare(request)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=reporting.CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    async for row in reporting.conversation_rows(request.app[engine_key], _scope(request, rs), rs):
+    async for row in reporting.conversation_rows(request.app[engine_key], scope, rs):
         writer.writerow({k: v.isoformat() if isinstance(v, datetime) else "" if v is None else v for k, v in row.items()})
         if buffer.tell() > 64 * 1024:
             await response.write(buffer.getvalue().encode())

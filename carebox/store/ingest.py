@@ -10,7 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carebox.models import Conversation, Cursor, Customer, DeadLetter, Identity, Mention, SlaClock, SlaEvent
+from carebox.models import (
+    Conversation,
+    Cursor,
+    Customer,
+    DeadLetter,
+    Identity,
+    Mention,
+    SlaClock,
+    SlaEvent,
+)
 
 CHUNK = 500
 conversation_t: sa.Table = Conversation.__table__  # type: ignore[attr-defined]

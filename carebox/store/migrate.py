@@ -19,11 +19,11 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
+def upgrade_sync(url: str, revision: str = "heads") -> None:
     """Bring the database at `url` to `revision` (blocking; runs its own event loop)."""
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at `url` to `revision` from inside a running event loop."""
     await asyncio.to_thread(upgrade_sync, url, revision)

@@ -39,7 +39,7 @@ async def send_all(
             return KeyError(f"no notifier named {d.receiver!r}")
         try:
             await notifier.send(d.notification)
-        except Exception as err:  # noqa: BLE001 -- every failure is reported back, never lost
+        except Exception as err:
             if not isinstance(err, CareboxError):
                 log.exception("notifier %s crashed", d.receiver)
             return err

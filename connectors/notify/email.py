@@ -11,7 +11,12 @@ from typing import Any
 
 import aiosmtplib
 
-from carebox.errors import AuthenticationFailed, ConfigError, ConnectorUnavailable, ReplyRejected
+from carebox.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    ConnectorUnavailable,
+    ReplyRejected,
+)
 from carebox.ports import Notification
 from connectors.notify.webhook import env_secret, timeout_of
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from carebox.ports import IngestBatch, InboundMention
+from carebox.ports import InboundMention, IngestBatch
 from tests.conftest import pg_url, truncate_pg
 
 pytestmark = pytest.mark.services

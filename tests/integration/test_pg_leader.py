@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from carebox.leader import LocalLocks, Leases, PgLocks, asyncpg_dsn
+from carebox.leader import Leases, LocalLocks, PgLocks, asyncpg_dsn
 from tests.conftest import pg_url
 
 pytestmark = pytest.mark.services

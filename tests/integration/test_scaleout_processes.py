@@ -19,8 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (PG_HOST, PG_PORT, PG_USER, REDIS_URL, create_pg_database, drop_pg_database, need_postgres,
-                            need_redis, pg_execute)
+from tests.conftest import (
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    REDIS_URL,
+    create_pg_database,
+    drop_pg_database,
+    need_postgres,
+    need_redis,
+    pg_execute,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 N = 3000

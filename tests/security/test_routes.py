@@ -148,8 +148,6 @@ async def test_an_id_that_cannot_be_a_row_is_a_400_or_404_on_every_route_never_a
     assert wrong == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: web/admin.py save_user: a user_id beyond BIGINT (form field) overflows "
-                                       "the database driver: 500 (int(form['user_id']) is not range-checked)")
 async def test_changing_a_user_with_an_impossible_id_is_refused_not_a_server_error(aiohttp_client, app):
     client, csrf = await _admin(aiohttp_client, app)
     resp = await client.post("/admin/users", data={"csrf": csrf, "user_id": str(2**64), "role": "agent", "active": "1"},
@@ -157,9 +155,6 @@ async def test_changing_a_user_with_an_impossible_id_is_refused_not_a_server_err
     assert resp.status < 500
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: web/reports.py export_csv validates since/until (_scope) after "
-                                       "response.prepare(): a bad date sends 200 headers, then an error page inside "
-                                       "the chunked body (the client sees a broken response)")
 async def test_a_csv_export_with_a_bad_date_is_a_clean_400(aiohttp_client, app):
     client, _ = await _admin(aiohttp_client, app)
     resp = await client.get("/reports/export.csv?until=%C2%B2")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from carebox import lexicon_learned_en, lexicon_learned_fr, sentiment
 from carebox.care_lexicon import care_terms, learned_key
-from carebox.sentiment import SentimentAnalyzer, base_polarity, learned_weight, reference_polarity
+from carebox.sentiment import (
+    SentimentAnalyzer,
+    base_polarity,
+    learned_weight,
+    reference_polarity,
+)
 
 ANALYZER = SentimentAnalyzer()
 
@@ -29,7 +34,7 @@ def _learned(word: str, lang: str) -> bool:
     return any(learned_weight(t, lang) is not None for t in tokens)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vocabulary(lang: str, learned_free: bool) -> tuple[str, ...]:
     """TextBlob lexicon words, negations and modifiers the care layer (and learned table) leave alone."""
     language = sentiment._FR if lang == "fr" else sentiment._EN

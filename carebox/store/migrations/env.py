@@ -7,10 +7,10 @@ import asyncio
 import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 
 from carebox import models  # noqa: F401  (registers the tables)
 from carebox.store.engine import make_engine
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 MIGRATION_LOCK = 7320

@@ -5,11 +5,11 @@ Revises:
 Create Date: 2026-11-22 10:08:35.628164
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import carebox.models
+from alembic import op
 
+import carebox.models
 
 revision = '0001'
 down_revision = None
