@@ -9,7 +9,9 @@ share of those texts with a non-zero polarity. `carebox` is the full analyzer, `
 without the learned word table (carebox/lexicon_learned_*.py). The care lexicon was built by hand
 and the learned table by benchmarks/build_lexicon.py, both from the `train` splits only
 (en_umsab_train and fr_deft_train/train_*): report on en_tweeteval_val and fr_deft_train/val_*
-(held out).
+(held out). Both English sets come from SemEval-2017: 1,430 of en_umsab_train's texts are also in
+en_tweeteval_val, so a held-out set leaves out every text found in its language's train split
+(case and spacing ignored) and says how many it left out.
 """
 
 from __future__ import annotations
@@ -35,15 +37,26 @@ SETS = {
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
-def load(folder: Path, text_file: str, label_file: str) -> list[tuple[str, int]]:
-    """Return (text, label) pairs for labels 0 (negative) and 2 (positive)."""
+def load(folder: Path, text_file: str, label_file: str, neutral: bool = False) -> list[tuple[str, int]]:
+    """Return (text, label) pairs for labels 0 (negative) and 2 (positive), and 1 (neutral) if asked."""
     texts = (folder / text_file).read_text(encoding="utf-8").splitlines()
     labels = (folder / label_file).read_text(encoding="utf-8").split()
+    wanted = ("0", "1", "2") if neutral else ("0", "2")
     pairs = []
     for text, label in zip(texts, labels):
-        if label in ("0", "2"):
+        if label in wanted:
             pairs.append((_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text), int(label)))
     return pairs
+
+
+def _same(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def unseen(pairs: list[tuple[str, int]], seen: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The pairs whose text is not among `seen` (case and spacing ignored)."""
+    known = {_same(text) for text, _ in seen}
+    return [(text, label) for text, label in pairs if _same(text) not in known]
 
 
 def balanced_accuracy(labels: list[int], values: list[float], zero_is_positive: bool) -> float:
@@ -89,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: missing {args.data / folder / text_file}", file=sys.stderr)
             continue
         pairs = load(args.data / folder, text_file, label_file)
+        if role == "held-out":
+            train = next(SETS[n] for n in SETS if SETS[n][3] == lang and SETS[n][4] == "train")
+            kept = unseen(pairs, load(args.data / train[0], train[1], train[2]))
+            if len(kept) < len(pairs):
+                print(f"{name}: {len(pairs) - len(kept)} of {len(pairs)} polar texts also in {train[0]}, "
+                      "left out")
+            pairs = kept
         baseline = "textblob-fr" if lang == "fr" else "textblob"
         scorers = {
             "carebox": lambda t, lang=lang: analyzer.polarity(t, lang),

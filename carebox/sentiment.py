@@ -291,10 +291,17 @@ def _fr_key(word: str) -> str:
     return _care.learned_key(word, "fr")
 
 
-def _learned_mean(words: Iterable[str], table: Mapping[str, float], french: bool) -> float:
-    """Mean learned log-odds of the words found in the learned table; 0 when none is."""
-    hits = [v for v in map(table.get, map(_fr_key, words) if french else words) if v is not None]
-    return sum(hits) / len(hits) if hits else 0.0
+def _learned_sum(words: Iterable[str], table: Mapping[str, float], french: bool) -> float | None:
+    """Sum of the learned weights of the distinct words found in the table; None when none is."""
+    keys = set(map(_fr_key, words)) if french else set(words)
+    hits = [v for v in map(table.get, keys) if v is not None]
+    return sum(hits) if hits else None
+
+
+def learned_polarity(care: float, weight_sum: float, care_weight: float) -> float:
+    """Care polarity blended with the learned model: the learned words count most where care is unsure."""
+    learned = math.tanh((care_weight * care + weight_sum) / 2.0)  # = 2 P(positive) - 1
+    return abs(care) * care + (1.0 - abs(care)) * learned
 
 
 def learned_weight(word: str, lang: str = "en") -> float | None:
@@ -319,10 +326,8 @@ class SentimentAnalyzer:
             "en": _without(lexicon_learned_en.WEIGHTS, (extra_words or {}).get("en", {}), "en"),
             "fr": _without(lexicon_learned_fr.WEIGHTS, (extra_words or {}).get("fr", {}), "fr"),
         }
-        self._blend = {
-            "en": lexicon_learned_en.BLEND if learned else 0.0,
-            "fr": lexicon_learned_fr.BLEND if learned else 0.0,
-        }
+        self._care_weight = {"en": lexicon_learned_en.CARE_WEIGHT, "fr": lexicon_learned_fr.CARE_WEIGHT}
+        self.learned = learned
 
     def polarity(self, text: str, lang: str = "en") -> float:
         """Polarity of one message; `lang` is "en" or "fr" (anything else is scored as English)."""
@@ -341,10 +346,10 @@ class SentimentAnalyzer:
         tokens = language.tokenizer.tokens(_care.normalise(text, code))
         words = _care.rewrite(tokens, code)
         score = max(-1.0, min(_assess(words, language, self._tables[code]), 1.0))
-        blend = self._blend[code]
-        if blend:  # learned words weigh most where the care layer is unsure; tanh keeps it in [-1, 1]
-            learned = _learned_mean(words, self._learned[code], code == "fr")
-            score += blend * (1.0 - abs(score)) * math.tanh(learned)
+        if self.learned:  # a text without any learned word keeps its care polarity
+            weight_sum = _learned_sum(words, self._learned[code], code == "fr")
+            if weight_sum is not None:
+                score = learned_polarity(score, weight_sum, self._care_weight[code])
         return Scored(score, tuple(tokens), _care.FAIL in words)
 
 

@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
+from carebox import config
 from carebox.errors import BadPayload, ConfigError
 from carebox.triage import Triage, TriageInput, Triager, parse_settings
 
@@ -35,18 +36,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     'and reason; a line that cannot be read gives {"line": N, "error": ...}. '
                     "Blank lines are skipped.",
     )
-    parser.add_argument("--langs", default="en,fr", metavar="CODES",
-                        help="comma-separated languages to detect among (default: en,fr)")
+    parser.add_argument("--langs", default=None, metavar="CODES",
+                        help="comma-separated languages to detect among (default: [triage] languages, else en,fr)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file whose [triage] table is used (default: $CAREBOX_CONFIG, "
+                             "else built-in defaults)")
+    parser.add_argument("--no-learned-table", dest="learned_table", action="store_false", default=None,
+                        help="score with TextBlob and the care lexicon only (as [triage] learned_table = false)")
     parser.set_defaults(func=run, handler=run)
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """Handler of `carebox classify`; 2 when --langs is not valid."""
-    langs = [code.strip() for code in args.langs.split(",") if code.strip()]
+    """Handler of `carebox classify`; 2 when --langs or the configuration is not valid."""
     try:
-        triager = Triager(parse_settings({"languages": langs}))
+        raw = dict(config.load(getattr(args, "config", None)).raw.get("triage", {}))
     except ConfigError as err:
-        print(f"carebox classify: --langs: {err.expected}", file=sys.stderr)
+        print(f"carebox classify: {err}", file=sys.stderr)
+        return 2
+    if getattr(args, "langs", None) is not None:
+        raw["languages"] = [code.strip() for code in args.langs.split(",") if code.strip()]
+        if raw.get("default_language") not in raw["languages"]:
+            raw.pop("default_language", None)  # the configured default may not be among --langs
+    if getattr(args, "learned_table", None) is not None:
+        raw["learned_table"] = args.learned_table
+    try:
+        triager = Triager(parse_settings(raw))
+    except ConfigError as err:
+        where = "--langs" if err.key == "triage.languages" and getattr(args, "langs", None) else err.key
+        print(f"carebox classify: {where}: expected {err.expected}", file=sys.stderr)
         return 2
     classify_stream(triager, stdin or sys.stdin, stdout or sys.stdout)
     return 0
