@@ -75,32 +75,40 @@ def plan_outages(rng: random.Random, account: str, weeks: int, per_case: int) ->
             for i, f in enumerate(factors)]
 
 
-def outage_share(outage: Outage, minute: int) -> float:
-    """Fraction of a minute covered by the outage."""
+def outage_share(outage: Outage, start: float, seconds: float = 60.0) -> float:
+    """Fraction of the interval [start, start + seconds) (seconds from START) covered by the outage."""
     lo, hi = outage.start, outage.start + OUTAGE_MINUTES * 60.0
-    return max(0.0, min(hi, (minute + 1) * 60.0) - max(lo, minute * 60.0)) / 60.0
+    return max(0.0, min(hi, start + seconds) - max(lo, start)) / seconds
 
 
-def simulate(weeks: int, seed: int, per_case: int,
-             settings: DetectorSettings | None = None) -> tuple[list[Outage], list[tuple[str, EpisodeEvent]]]:
-    """Run the detector over the simulated traffic of every account; the outages and all events."""
+def simulate(weeks: int, seed: int, per_case: int, settings: DetectorSettings | None = None,
+             tick: float = 60.0) -> tuple[list[Outage], list[tuple[str, EpisodeEvent]]]:
+    """Run the detector over the simulated traffic of every account; the outages and all events.
+
+    Complaints are drawn per `tick` seconds (a divisor of 60) and the detector is ticked at the end of each slice:
+    60 judges every minute when it closes; less also lets it alert on the minute still in progress.
+    """
     rng = random.Random(seed)
     accounts = {f"brand{i}": base for i, base in enumerate(BASELINES)}
     outages = {a: plan_outages(rng, a, weeks, per_case) for a in accounts}
     detector = Detector(settings)
     events: list[tuple[str, EpisodeEvent]] = []
+    slices = max(1, round(60.0 / tick))
     for minute in range(weeks * 7 * 1440):
-        at = START + timedelta(minutes=minute)
-        for account, base in accounts.items():
-            extra = sum((o.factor - 1.0) * outage_share(o, minute) for o in outages[account]
-                        if o.start - 60 <= minute * 60.0 <= o.start + OUTAGE_MINUTES * 60.0)
-            for key, share in CLUSTERS.items():
-                rate = base * share * rhythm(minute) * (1.0 + (extra if key == "c0" else 0.0))
-                count = poisson(rng, rate)
-                if count:
-                    detector.observe_count(account=account, key=key, bucket_start=at, count=count)
-                    detector.observe_count(account=account, key=None, bucket_start=at, count=count)
-        events.extend((e.account, e) for e in detector.tick(at + timedelta(minutes=1)))
+        shape = rhythm(minute)
+        for part in range(slices):
+            lo = minute * 60.0 + part * 60.0 / slices
+            at = START + timedelta(seconds=lo)
+            for account, base in accounts.items():
+                extra = sum((o.factor - 1.0) * outage_share(o, lo, 60.0 / slices) for o in outages[account]
+                            if o.start - 60 <= lo <= o.start + OUTAGE_MINUTES * 60.0)
+                for key, share in CLUSTERS.items():
+                    rate = base * share * shape * (1.0 + (extra if key == "c0" else 0.0)) / slices
+                    count = poisson(rng, rate)
+                    if count:
+                        detector.observe_count(account=account, key=key, bucket_start=at, count=count)
+                        detector.observe_count(account=account, key=None, bucket_start=at, count=count)
+            events.extend((e.account, e) for e in detector.tick(at + timedelta(seconds=60.0 / slices)))
     return [o for a in accounts for o in outages[a]], events
 
 
@@ -128,28 +136,42 @@ def false_alerts(outages: list[Outage], events: list[tuple[str, EpisodeEvent]], 
     return {a: c / max(1, weeks - 1) for a, c in counts.items()}
 
 
-def ideal_latency(rate: float, factor: float, false_alarm_minutes: float, trials: int, seed: int) -> float:
-    """Median minutes to alert of an ideal Poisson CUSUM for this step, knowing the rate, decided at minute ends."""
+def ideal_latency(rate: float, factor: float, false_alarm_minutes: float, trials: int, seed: int,
+                  tick: float = 60.0, rhythmic: bool = False) -> float:
+    """Median minutes to alert of an ideal Poisson CUSUM for this step, knowing the rate, decided every `tick` s.
+
+    `rhythmic`: the rate is `rate` times the simulated daily and weekly rhythm at a random minute of weeks 2 to 4
+    (where the benchmark's outages fall), instead of constant.
+    """
     rng = random.Random(seed)
-    limit, step = math.log(false_alarm_minutes), math.log(factor)  # CUSUM: mean run to a false alarm >= e^limit
+    slices = max(1, round(60.0 / tick))
+    # CUSUM: the mean run to a false alarm is at least e^limit steps (Lorden), here slices of a minute
+    limit, step = math.log(false_alarm_minutes * slices), math.log(factor)
     found = []
     for _ in range(trials):
-        offset, total, minute = rng.random(), 0.0, 0  # the outage starts `offset` into its first minute
+        lam = rate * (rhythm(rng.randrange(7 * 1440, 28 * 1440)) if rhythmic else 1.0) / slices
+        start = rng.random()  # the outage starts this far into its first minute
+        total, k = 0.0, math.floor(start * slices)  # k: the slice being counted
         while total < limit:
-            share = 1.0 - offset if minute == 0 else 1.0
-            count = poisson(rng, rate * (1.0 + (factor - 1.0) * share))
-            total = max(0.0, total + count * step - (factor - 1.0) * rate)
-            minute += 1
-        found.append(minute - offset)
+            share = min(1.0, (k + 1) - start * slices)  # of this slice inside the outage
+            count = poisson(rng, lam * (1.0 + (factor - 1.0) * share))
+            total = max(0.0, total + count * step - (factor - 1.0) * lam)
+            k += 1
+        found.append(k / slices - start)
     return statistics.median(found)
 
 
 def print_ideal(seed: int) -> None:
     """The bound: how fast a detector that knows the baseline and the step can alert at a false-alarm rate."""
-    print("ideal Poisson CUSUM for a 5x step, constant rate, median minutes from outage start to alert:")
-    for weeks in (4, 1):
-        cells = [f"{r:g}/min {ideal_latency(r, 5.0, weeks * 7 * 1440, 3000, seed):.2f}" for r in (1.0, 2.0, 5.0, 20.0)]
-        print(f"  one false alarm per {weeks} week(s) per series: " + ", ".join(cells))
+    print("ideal Poisson CUSUM for a 5x step, median minutes from outage start to alert:")
+    rates = (1.0, 2.0, 5.0, 20.0)
+    for weeks, tick, rhythmic in ((4, 60.0, False), (1, 60.0, False), (4, 10.0, False), (4, 60.0, True),
+                                  (4, 10.0, True)):
+        cells = [f"{r:g}/min {ideal_latency(r, 5.0, weeks * 7 * 1440, 3000, seed, tick, rhythmic):.2f}"
+                 for r in rates]
+        what = "rate with the daily and weekly rhythm" if rhythmic else "constant rate"
+        print(f"  one false alarm per {weeks} week(s) per series, decided every {tick:g} s, {what}: "
+              + ", ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-case", type=int, default=5, help="outages per factor and account")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an [outage] setting (exploration only; the benchmark is the default)")
+    parser.add_argument("--tick", type=float, default=60.0,
+                        help="seconds between detector ticks, a divisor of 60 (60: judge each minute when it closes)")
     parser.add_argument("--ideal", action="store_true", help="print the ideal detector's latency bound and stop")
     args = parser.parse_args(argv)
     if args.ideal:
@@ -167,11 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     settings = parse_settings(settings_overrides(args.set))
-    outages, events = simulate(args.weeks, args.seed, args.per_case, settings)
+    if args.tick <= 0 or 60.0 % args.tick:
+        parser.error("--tick must divide 60 seconds")
+    outages, events = simulate(args.weeks, args.seed, args.per_case, settings, args.tick)
     elapsed = time.perf_counter() - started
     table = latencies(outages, events)
     print(f"{args.weeks} weeks, {len(BASELINES)} accounts x {len(CLUSTERS)} clusters, seed {args.seed}, "
-          f"{len(outages)} outages of {OUTAGE_MINUTES} min; simulated in {elapsed:.0f}s; overrides: {args.set or 'none'}")
+          f"{len(outages)} outages of {OUTAGE_MINUTES} min; tick {args.tick:g}s; simulated in {elapsed:.0f}s; "
+          f"overrides: {args.set or 'none'}")
     print("median minutes from outage start to alert (detected/total):")
     print("baseline/min " + "".join(f"{f:>14g}x" for f in FACTORS))
     for base in BASELINES:

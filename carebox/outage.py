@@ -47,7 +47,7 @@ class EpisodeEvent:
     kind: str  # "opened" | "escalated" | "resolved"
     account: str
     key: str | None
-    at: datetime  # end of the bucket that decided it
+    at: datetime  # end of the bucket that decided it, or the tick inside a bucket still open
     bucket_start: datetime
     started_at: datetime  # start of the episode's first significant bucket
     severity: str
@@ -136,7 +136,11 @@ class Detector:
         series.pending[bucket] = series.pending.get(bucket, 0) + int(count)
 
     def tick(self, now: datetime) -> list[EpisodeEvent]:
-        """Judge every bucket that ended at or before `now`; the episode events they decide, in order."""
+        """Judge every bucket that ended at or before `now`, then look at the open one; the episode events, in order.
+
+        A burst already significant in the bucket still open at `now` opens (or escalates) its episode at `now`
+        instead of at the end of that bucket; the bucket itself is judged, and learned from, only when it ends.
+        """
         last = int(_epoch(now) // self.settings.bucket) - 1
         if self._closed is None:
             firsts = [min(s.pending) for s in self._series.values() if s.pending]
@@ -147,6 +151,9 @@ class Detector:
         while self._closed < last:
             self._closed += 1
             events.extend(self._close(self._closed))
+        share = _epoch(now) / self.settings.bucket - (last + 1)
+        if share > 0.0:
+            events.extend(self._peek(last + 1, share, now))
         return events
 
     def episodes(self) -> list[tuple[str, str | None, str]]:
@@ -213,6 +220,27 @@ class Detector:
                 series.prune(bucket)
         return events
 
+    def _peek(self, bucket: int, share: float, now: datetime) -> list[EpisodeEvent]:
+        """Open or escalate episodes on what the still-open bucket already holds, without judging it.
+
+        Waiting for the bucket to close would delay an alert by up to a bucket (more when ticks are not aligned
+        to bucket ends); the bucket is still judged in full, and learned from, when it closes.
+        """
+        s = self.settings
+        warm = max(1, round(s.warmup / s.bucket))
+        events: list[EpisodeEvent] = []
+        for (account, key), series in self._series.items():
+            count = series.pending.get(bucket, 0)
+            if count == 0 or bucket - self._since.get(account, bucket) < warm:
+                continue
+            verdict = series.peek(bucket, count, share)
+            if verdict is None:
+                continue
+            kind = _step(series, verdict, bucket, s)
+            if kind is not None:
+                events.append(replace(_event(kind, account, key, bucket, series, verdict, s), at=now))
+        return events
+
 
 def detect_series(timestamps: Sequence[datetime], values: Sequence[float], bucket_seconds: float = 300.0,
                   settings: DetectorSettings | None = None) -> list[list[EpisodeEvent]]:
@@ -247,7 +275,7 @@ def _corroborate(verdicts: dict[tuple[str, str], Verdict], minimum: int) -> dict
 def _step(series: Series, v: Verdict, bucket: int, s: DetectorSettings) -> str | None:
     """Advance the episode of one series by one bucket; the event kind it produces, if any."""
     episode = series.episode
-    excess = (v.count - v.expected) / max(1.0, v.window / s.bucket)
+    excess = (v.count - v.expected) / (v.window / s.bucket)  # per bucket, also over a part of a bucket
     if v.significant:
         series.calm_since = None
         severity = severity_of(v.ratio, s)

@@ -82,8 +82,22 @@ class SeasonalBaseline:
         row[1][hour] += 1
 
     def expected(self, bucket_start: float) -> float | None:
-        """Expected count per bucket at that instant from past days; None until `min_days` days are known."""
-        day, hour = divmod(int(bucket_start // 3600), 24)
+        """Expected count per bucket at that instant from past days; None until `min_days` days are known.
+
+        Hourly rates stand for the middle of their hour and are interpolated linearly in between, so a rising
+        or falling daily rhythm is followed within the hour rather than lagged by up to half an hour.
+        """
+        hours, into = divmod(bucket_start / 3600.0, 1.0)
+        day, hour = divmod(int(hours), 24)
+        here = self._hourly(day, hour)
+        if here is None:
+            return None
+        offset = into - 0.5
+        there = self._hourly(day, (hour + (1 if offset > 0 else -1)) % 24)
+        return here if there is None else here + abs(offset) * (there - here)
+
+    def _hourly(self, day: int, hour: int) -> float | None:
+        """Expected count per bucket for that hour of that day, cached until the next day starts."""
         if (day, hour) not in self._cache:
             self._cache[(day, hour)] = self._compute(day, hour)
         return self._cache[(day, hour)]

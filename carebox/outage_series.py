@@ -78,6 +78,7 @@ class Series:
         # per window length: [bucket, highest surprise] of each past run of suspicious buckets, and the current run
         self.peaks: dict[int, list[list[float]]] = {}
         self.run_peak: dict[int, float] = {}
+        self._sums: dict[int, tuple[int, float]] | None = None  # window sums of the bucket just judged, for learn
 
     def bar(self, n: int, bucket: int) -> float:
         """Surprise an n-bucket window needs on top of the threshold: what this series' own past bursts reached.
@@ -86,8 +87,7 @@ class Series:
         a series whose noise is heavier-tailed than Poisson thereby alerts about that often at most.
         """
         horizon = bucket - self.s.peak_memory / self.s.bucket
-        peaks = self.peaks[n] = [p for p in self.peaks.get(n, []) if p[0] > horizon]
-        ranked = sorted((p[1] for p in peaks), reverse=True)
+        ranked = sorted((p[1] for p in self.peaks.get(n, ()) if p[0] > horizon), reverse=True)
         return ranked[self.s.peak_allowance] if len(ranked) > self.s.peak_allowance else 0.0
 
     def track_peak(self, n: int, bucket: int, surprise: float, needed: float) -> None:
@@ -132,10 +132,12 @@ class Series:
         return True
 
     def prune(self, bucket: int) -> None:
-        """Forget dedup entries older than the dedup window."""
+        """Forget dedup entries older than the dedup window, and bursts older than peak_memory."""
         horizon = bucket - max(1, round(self.s.dedup_window / self.s.bucket))
         self.seen_authors = {a: b for a, b in self.seen_authors.items() if b > horizon}
         self.seen_texts = {t: b for t, b in self.seen_texts.items() if b > horizon}
+        memory = bucket - self.s.peak_memory / self.s.bucket
+        self.peaks = {n: [p for p in peaks if p[0] > memory] for n, peaks in self.peaks.items()}
 
     def expected_rate(self, start: float) -> float:
         """Expected complaints in the bucket starting at `start` (seconds since the epoch), before the floor."""
@@ -156,9 +158,10 @@ class Series:
         floor = s.floor_rate * s.bucket / 60.0
         self.counts.append(count)
         self.expects.append(max(self.expected_rate(start), 0.0))
-        best: Verdict | None = None
+        best: tuple[bool, float, bool, int, int, float, float, float] | None = None
         windows = [(n, s.min_ratio) for n in self._lengths()] + [(self._plateau_len(), s.plateau_ratio)]
-        sums = self.window_sums()
+        sums = self._sums = self.window_sums()
+        lowest = min(s.threshold, s.corroborate_threshold)
         for n, min_ratio in windows:
             if n not in sums:
                 continue
@@ -168,19 +171,57 @@ class Series:
             ratio = observed / expected
             passes = observed >= s.min_count and ratio >= min_ratio
             surprise = poisson_surprise(observed / phi, expected / phi) if passes else 0.0
-            needed = max(s.threshold, self.bar(n, bucket))
+            # the burst history only matters for a window that could count: skip it on calm buckets (hot path)
+            needed = max(s.threshold, self.bar(n, bucket)) if surprise >= lowest else s.threshold
             self.track_peak(n, bucket, surprise, needed)
-            verdict = Verdict(
-                significant=passes and surprise >= needed,
-                suspicious=passes and surprise >= s.corroborate_threshold,
-                count=observed, expected=expected, window=n * s.bucket, surprise=surprise, ratio=ratio,
-                reason=f"{observed} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
-                       f"(x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
-            )
-            if best is None or (verdict.significant, verdict.surprise) > (best.significant, best.surprise):
-                best = verdict
+            candidate = (passes and surprise >= needed, surprise, passes and surprise >= s.corroborate_threshold,
+                         n, observed, expected, ratio, phi)
+            if best is None or candidate[:2] > best[:2]:
+                best = candidate
         if best is None:
             return Verdict(False, False, count, floor, s.bucket, 0.0, 0.0, "warming up")
+        significant, surprise, suspicious, n, observed, expected, ratio, phi = best
+        return Verdict(
+            significant=significant, suspicious=suspicious, count=observed, expected=expected, window=n * s.bucket,
+            surprise=surprise, ratio=ratio,
+            reason=f"{observed} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
+                   f"(x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
+        )
+
+    def peek(self, bucket: int, count: int, share: float) -> Verdict | None:
+        """How the still-open `bucket` looks `share` of the way through it, over the spike windows; None if calm.
+
+        Each window is the open part of the bucket plus the closed buckets before it; nothing is learned or
+        remembered, the bucket is judged in full when it closes.
+        """
+        s = self.s
+        floor = s.floor_rate * s.bucket / 60.0
+        rate = max(self.expected_rate(bucket * s.bucket), 0.0)
+        observed, raw, closed = count, rate * share, 0
+        best: Verdict | None = None
+        for n in self._lengths():
+            if n - 1 > len(self.counts):
+                break
+            while closed < n - 1:
+                closed += 1
+                observed += self.counts[-closed]
+                raw += self.expects[-closed]
+            span = closed + share
+            expected = max(raw, floor * span)
+            ratio = observed / expected
+            if observed < s.min_count or ratio < s.min_ratio:
+                continue
+            phi = self.phi(n, expected)
+            surprise = poisson_surprise(observed / phi, expected / phi)
+            if surprise < max(s.threshold, self.bar(n, bucket)):
+                continue
+            if best is None or surprise > best.surprise:
+                best = Verdict(
+                    significant=True, suspicious=True, count=observed, expected=expected, window=span * s.bucket,
+                    surprise=surprise, ratio=ratio,
+                    reason=f"{observed} complaints in the last {minutes(span * s.bucket)} against {expected:.2f} "
+                           f"expected (x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
+                )
         return best
 
     def window_sums(self) -> dict[int, tuple[int, float]]:
@@ -209,7 +250,8 @@ class Series:
             self.level_e.append(old_e)
         floor = s.floor_rate * s.bucket / 60.0
         weight = 1.0 / max(1.0, 86400.0 / s.bucket)  # about a day of memory
-        for n, (observed, lam) in self.window_sums().items():
+        sums, self._sums = (self._sums if self._sums is not None else self.window_sums()), None
+        for n, (observed, lam) in sums.items():
             excess = min(50.0 * max(lam, floor * n), (observed - lam) ** 2 - observed)  # one burst must not dominate
             num, den = self.dispersion.get(n, (0.0, 0.0))
             self.dispersion[n] = (num + weight * (excess - num), den + weight * (lam * lam - den))

@@ -13,9 +13,9 @@ from carebox.outage import DetectorSettings, detect_series
 log = logging.getLogger(__name__)
 
 NAB_BUCKET_SECONDS = 300.0
-# NAB rewards the earliest detection in a window and charges every other alert row outside it: an escalation
-# is the same incident paging again, so only the bucket that opens an episode scores 1.0.
-ALERT_KINDS = frozenset({"opened"})
+# The buckets where the detector alerts ops (issue 5): an episode opens, or an open episode escalates (PagerDuty
+# triggers on both). A resolve is not an alert.
+ALERT_KINDS = frozenset({"opened", "escalated"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run the outage detector over a NAB-format series",
         description="Run the outage detector, with its default configuration, over a NAB-format series "
                     "(timestamp,value in 5-minute buckets, values taken as one cluster's complaint counts) "
-                    "and write timestamp,value,anomaly_score,label: 1.0 where an alert opens (an episode's first bucket).",
+                    "and write timestamp,value,anomaly_score,label: 1.0 where an alert opens or escalates, else 0.0.",
     )
     parser.add_argument("--nab", required=True, type=Path, metavar="DATA.csv", help="NAB data file")
     parser.add_argument("--out", required=True, type=Path, metavar="RESULTS.csv", help="results file to write")
@@ -51,7 +51,7 @@ def read_nab(path: Path) -> tuple[list[str], list[datetime], list[float]]:
 
 
 def nab_scores(instants: list[datetime], values: list[float], settings: DetectorSettings | None = None) -> list[float]:
-    """1.0 on every row where the detector opens an episode, 0.0 elsewhere (escalations are the same incident)."""
+    """1.0 on every row where the detector opens or escalates an episode, 0.0 elsewhere."""
     decided = detect_series(instants, values, bucket_seconds=NAB_BUCKET_SECONDS, settings=settings)
     return [1.0 if any(e.kind in ALERT_KINDS for e in events) else 0.0 for events in decided]
 

@@ -16,7 +16,7 @@ from carebox.outage import (
     detect_series,
     parse_settings,
 )
-from carebox.outage_baseline import poisson_surprise
+from carebox.outage_baseline import SeasonalBaseline, poisson_surprise
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
 MINUTE = timedelta(minutes=1)
@@ -195,6 +195,44 @@ def test_repeated_outages_of_the_same_size_each_open_an_episode_within_three_min
     opened = [m for m, e in feed.events if e.kind == "opened" and e.key == "tv"]
     assert len(opened) == len(starts)
     assert all(start <= m <= start + 2 for start, m in zip(starts, opened, strict=True))
+
+
+def test_burst_in_the_minute_still_open_alerts_at_the_tick_before_that_minute_closes(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    minute = T0 + feed.minute * MINUTE
+    for i in range(30):  # fibre usually gets 0.5 a minute
+        feed.detector.observe(account="telco", cluster_key="fibre", author=f"early{i}", text=f"no internet {i}",
+                              at=minute + timedelta(seconds=i), category="outage")
+    early = feed.detector.tick(minute + timedelta(seconds=30))
+    assert [(e.kind, e.key, e.at) for e in early if e.key == "fibre"] == [("opened", "fibre", minute + timedelta(seconds=30))]
+    assert "in the last 0.5 min" in early[0].reason
+    assert [e.kind for e in feed.detector.tick(minute + MINUTE) if e.key == "fibre"] == []
+
+
+def test_ticks_inside_a_minute_change_nothing_while_traffic_is_calm(calm_two_days: Feed) -> None:
+    plain, peeking = fork(calm_two_days), fork(calm_two_days)
+    for feed in (plain, peeking):
+        rng = random.Random(13)
+        for _ in range(90):
+            for key, rate in {"4G": 0.005, "fibre": 0.5, "tv": 5.0}.items():
+                feed.complaints(key, poisson(rng, rate))
+            if feed is peeking:
+                assert feed.detector.tick(T0 + feed.minute * MINUTE + timedelta(seconds=30)) == []
+            feed.close_minute()
+    assert plain.events == peeking.events == []
+    assert json.dumps(plain.detector.snapshot(), sort_keys=True) == json.dumps(
+        peeking.detector.snapshot(), sort_keys=True)
+
+
+def test_hourly_baseline_is_interpolated_between_the_middles_of_the_hours() -> None:
+    baseline = SeasonalBaseline(history_days=28, min_days=1)
+    day = T0.timestamp()
+    for minute in range(1440):  # one past day: 1 a bucket from 08:00, 3 a bucket from 09:00
+        baseline.add(day + 60 * minute, 1.0 if minute < 9 * 60 else 3.0 if minute < 10 * 60 else 0.0)
+    tomorrow = day + 86400
+    expected = {h: baseline.expected(tomorrow + h * 3600) for h in (8.5, 8.75, 9.0, 9.5, 9.75)}
+    assert expected == pytest.approx({8.5: 1.0, 8.75: 1.5, 9.0: 2.0, 9.5: 3.0, 9.75: 2.25})
+    assert baseline.expected(day + 9 * 3600) is None  # nothing from the day itself
 
 
 def test_appending_future_data_never_changes_past_decisions() -> None:

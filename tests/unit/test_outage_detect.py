@@ -1,4 +1,4 @@
-"""`carebox detect` writes one NAB result row per data row, 1.0 where an alert opens."""
+"""`carebox detect` writes one NAB result row per data row, 1.0 where an alert opens or escalates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from carebox.commands.detect import register
+from carebox.outage import detect_series
 
 
 def write_series(path: Path, counts: list[int]) -> list[str]:
@@ -45,9 +46,14 @@ def test_detect_scores_the_burst_row_and_keeps_one_row_per_input_row(tmp_path: P
     assert all(r["anomaly_score"] in ("0.0", "1.0") for r in rows)
 
 
-def test_detect_scores_only_the_opening_row_of_an_episode_not_its_escalation(tmp_path: Path) -> None:
+def test_detect_scores_the_rows_where_an_alert_opens_or_escalates_but_not_its_resolve(tmp_path: Path) -> None:
     rng = random.Random(2)
     counts = [rng.randint(3, 7) for _ in range(3 * 288)] + [30, 90, 300] + [rng.randint(3, 7) for _ in range(100)]
-    write_series(tmp_path / "data.csv", counts)
+    stamps = write_series(tmp_path / "data.csv", counts)
     rows = run_detect(tmp_path / "data.csv", tmp_path / "results.csv")
-    assert [i for i, r in enumerate(rows) if r["anomaly_score"] == "1.0"] == [3 * 288]
+    events = detect_series([datetime.fromisoformat(t) for t in stamps], counts, bucket_seconds=300.0)
+    kinds = {i: [e.kind for e in found] for i, found in enumerate(events) if found}
+    assert kinds[3 * 288] == ["opened"] and kinds[3 * 288 + 1] == ["escalated"]
+    assert any(found == ["resolved"] for found in kinds.values())
+    assert [i for i, r in enumerate(rows) if r["anomaly_score"] == "1.0"] == [
+        i for i, found in kinds.items() if "opened" in found or "escalated" in found]
