@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox import alerting, outage
 from carebox.ports import Notifier
+from carebox.store import incident_policy as policy_store
 from carebox.store import incidents as store
 
 log = logging.getLogger(__name__)
 WATCHED = ("outage", "complaint")
 SEVERITY = {"minor": "warning", "major": "error", "critical": "critical"}
 LINK_LOOKBACK = timedelta(minutes=30)
+SERIES_BEFORE, SERIES_AFTER = timedelta(minutes=60), timedelta(hours=12)  # what the incident chart can show
 Send = Callable[[Mapping[str, Notifier], Sequence[alerting.Delivery]], Awaitable[list[tuple[Any, BaseException | None]]]]
 
 
@@ -46,14 +48,22 @@ class OutageWatcher:
         self.open: dict[tuple[str, str | None], dict[str, Any]] = {}
         self._pending_links: dict[int, set[int]] = {}
         self._unpaged: list[dict[str, Any]] = []
+        self.book: policy_store.PolicyClocks | None = None
+        self.policy: str | None = None
+        self.rearm: Callable[[list[dict[str, Any]]], Any] | None = None
+
+    def use_policy(self, book: policy_store.PolicyClocks, policy: str | None,
+                   rearm: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
+        """Keep linked conversations on their incident's SLA policy (named `policy` in the config) every tick,
+        and tell the scheduler (`rearm`) about the clocks that moved."""
+        self.book, self.policy, self.rearm = book, policy, rearm
 
     async def start(self) -> None:
         """Restore the detector's state and the open incidents after a restart."""
         state = await store.load_detector_state(self.engine)
         if state:
             self.detector.restore(orjson.loads(state))
-        for row in await store.open_incidents(self.engine):
-            self.open[(row["account"], row["cluster_key"])] = row
+        self.open = _slots(await store.open_incidents(self.engine))
         # the router's pending deliveries died with the last process: page again what nobody received yet
         told = await store.paged(self.engine, [row["id"] for row in self.open.values()])
         self._unpaged = [row for row in self.open.values() if row["id"] not in told]
@@ -73,7 +83,7 @@ class OutageWatcher:
     async def tick(self, now: datetime) -> list[outage.EpisodeEvent]:
         """Close buckets up to `now`, act on the detector's episodes, deliver due alerts, save state."""
         # incidents opened, merged or resolved by hand since the last tick: the store is the truth
-        self.open = {(row["account"], row["cluster_key"]): row for row in await store.open_incidents(self.engine)}
+        self.open = _slots(await store.open_incidents(self.engine))
         for incident_id, ids in self._pending_links.items():
             await store.link_conversations(self.engine, incident_id, ids)
         self._pending_links.clear()
@@ -83,6 +93,8 @@ class OutageWatcher:
         events = self.detector.tick(now)
         for event in events:
             await self._apply(event, now)
+        await self._record_series()
+        await self.reconcile(now)
         await self.deliver(now)
         await store.save_detector_state(self.engine, orjson.dumps(self.detector.snapshot()).decode(), now)
         return events
@@ -109,6 +121,7 @@ class OutageWatcher:
             incident = self.open.pop(slot)
             incident["state"] = "resolved"
             await store.update_incident(self.engine, incident["id"], state="resolved", resolved_at=event.at)
+            await policy_store.switch_off(self.engine, incident["id"], event.at)
             log.info("incident %d resolved", incident["id"])
         else:
             return
@@ -144,3 +157,51 @@ class OutageWatcher:
                          "attempt": delivery.attempt, "outcome": "ok" if error is None else "failed",
                          "error": "" if error is None else str(error)[:500]})
         await store.log_deliveries(self.engine, rows)
+
+    async def reconcile(self, now: datetime) -> list[dict[str, Any]]:
+        """Move the clocks of conversations linked since the last tick onto their incident's policy, and those
+        of resolved incidents back onto their own; re-arm what moved."""
+        if self.book is None:
+            return []
+        moved = await policy_store.reconcile(self.engine, self.book, self.policy, now)
+        if moved:
+            log.info("incident SLA policy: %d clock(s) moved", len(moved))
+            if self.rearm is not None:
+                self.rearm(moved)
+        return moved
+
+    async def _record_series(self) -> None:
+        """Keep, for each open incident's chart, the detector's counted and expected complaints per bucket."""
+        updates = {}
+        for incident in self.open.values():
+            points = {p[0]: p for p in orjson.loads(incident.get("series") or "[]")}
+            fresh = recent_buckets(self.detector, incident["account"], incident["cluster_key"])
+            lo = (incident["started_at"] - SERIES_BEFORE).timestamp()
+            hi = (incident["started_at"] + SERIES_AFTER).timestamp()
+            added = {p[0]: p for p in fresh if lo <= p[0] <= hi and p[0] not in points}
+            if added:
+                points.update(added)
+                updates[incident["id"]] = orjson.dumps(sorted(points.values())).decode()
+                incident["series"] = updates[incident["id"]]
+        await store.save_series(self.engine, updates)
+
+
+def _slots(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """Open incidents by (account, cluster key); an incident split off by hand is not the detector's."""
+    return {(row["account"], row["cluster_key"]): row for row in rows if row["source"] != "split"}
+
+
+def recent_buckets(detector: outage.Detector, account: str, key: str | None) -> list[list[float]]:
+    """[bucket start (epoch seconds), complaints counted, complaints expected] for the buckets the detector
+    still holds for one series, oldest first; [] when it has none (or its internals changed)."""
+    try:
+        series = detector._series.get((account, key or outage.ACCOUNT_WIDE))
+        closed, size = detector._closed, detector.settings.bucket
+        if series is None or closed is None:
+            return []
+        counts, expects = list(series.counts), list(series.expects)
+    except AttributeError:  # the detector's state is its own: without it the chart simply has no baseline
+        return []
+    n = min(len(counts), len(expects))
+    return [[(closed - n + 1 + i) * size, counts[len(counts) - n + i], round(expects[len(expects) - n + i], 4)]
+            for i in range(n)]

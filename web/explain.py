@@ -33,7 +33,8 @@ def _clock(settings: sla.SlaSettings, row: Mapping[str, Any]) -> sla.Clock | Non
         return None
     paused = ((row["paused_at"], None),) if row.get("paused_at") else ()
     return sla.Clock(target=target, policy=row["policy"], started_at=row["started_at"],
-                     calendar_version=row.get("calendar_version") or 1, paused=paused, fulfilled_at=row.get("fulfilled_at"))
+                     calendar_version=row.get("calendar_version") or 1, paused=paused, fulfilled_at=row.get("fulfilled_at"),
+                     rebased_at=row.get("rebased_at"), carried_s=float(row.get("carried_s") or 0.0))
 
 
 def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime) -> list[str]:
@@ -45,6 +46,7 @@ def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime)
             lines.append(_("Clock %(target)s: policy %(policy)s is no longer configured; due %(due)s as planned.")
                          % {"target": row["target"], "policy": row["policy"], "due": row["business_due"].isoformat()})
             continue
+        lines += _incident_lines(settings, conv, row)
         try:
             lines += sla_explain.explain_due(settings, clock, facts=facts(conv), now=now)
         except Exception:
@@ -66,3 +68,18 @@ def status_effects(settings: sla.SlaSettings, conv: Mapping[str, Any]) -> dict[s
         "pending": _("waiting on the customer: %(effect)s; a new customer message reopens it") % {"effect": pending},
         "resolved": _("stops every clock; a new customer message opens it again with a new clock"),
     }
+
+
+def _incident_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+    """Why a clock moved to an incident's SLA policy (or back to the conversation's own when it ended)."""
+    switched = any(e.get("kind") == "policy" and e.get("clock_id") == row.get("id") for e in conv.get("sla_events", []))
+    if row.get("rebased_at") is None or not switched:  # a calendar rebase is explained by sla_explain itself
+        return []
+    own = settings.match_policy(facts(conv)).name
+    values = {"policy": row["policy"], "own": own, "incident": conv.get("incident_id") or "?",
+              "at": row["rebased_at"].isoformat(timespec="minutes"), "used": round(float(row.get("carried_s") or 0) / 60)}
+    if row["policy"] != own:
+        return [_("Incident #%(incident)s: its SLA policy %(policy)s applies from %(at)s (the target counts from then); "
+                  "the conversation's own policy %(own)s returns when the incident is resolved.") % values]
+    return [_("Back on policy %(own)s at %(at)s after the incident policy: %(used)s min of business time used before "
+              "the incident count, the rest runs from then.") % values]

@@ -183,7 +183,15 @@ async def resolve(engine: AsyncEngine, incident_id: int, now: datetime) -> bool:
             return False
         await conn.execute(incident_t.update().where(incident_t.c.id == incident_id)
                            .values(state="resolved", resolved_at=now))
+        await _end_policy(conn, incident_id, now)
         return True
+
+
+async def _end_policy(conn: Any, incident_id: int, now: datetime) -> None:
+    """A resolved (or merged) incident's SLA policy ends with it: its conversations go back to their own."""
+    await conn.execute(incident_t.update().where(
+        incident_t.c.id == incident_id, incident_t.c.policy.is_not(None), incident_t.c.policy_until.is_(None))
+        .values(policy_until=now))
 
 
 async def open_by_hand(engine: AsyncEngine, account: str, cluster_key: str | None, title: str,
@@ -209,6 +217,7 @@ async def merge(engine: AsyncEngine, source_id: int, target_id: int, now: dateti
                                     .values(incident_id=target_id))).rowcount
         await conn.execute(incident_t.update().where(incident_t.c.id == source_id).values(
             merged_into_id=target_id, state="resolved", resolved_at=source["resolved_at"] or now))
+        await _end_policy(conn, source_id, now)
         return int(moved or 0)
 
 
@@ -219,3 +228,39 @@ async def unlink(engine: AsyncEngine, incident_id: int, conversation_id: int) ->
         result = await conn.execute(conversation_t.update().where(
             conversation_t.c.id == conversation_id, conversation_t.c.incident_id == incident_id).values(incident_id=None))
         return bool(result.rowcount)
+
+
+async def split(engine: AsyncEngine, incident_id: int, conversation_ids: Iterable[int], title: str,
+                now: datetime) -> tuple[int, int]:
+    """Move chosen linked conversations to a new incident (same account and cluster, same SLA policy in force),
+    opened by hand; its window starts at the first message of the moved conversations. (new id, moved)."""
+    ids = sorted(set(conversation_ids))
+    async with write_transaction(engine) as conn:
+        source = await _require(conn, incident_id)
+        if source["merged_into_id"] is not None:
+            raise ValueError(f"incident {incident_id} was merged into incident {source['merged_into_id']}")
+        mine = conversation_t.c.incident_id == incident_id
+        linked = [r[0] for r in await conn.execute(sa.select(conversation_t.c.id).where(mine, conversation_t.c.id.in_(ids)))]
+        if not linked:
+            raise ValueError("choose at least one conversation linked to this incident")
+        if len(linked) == (await conn.execute(sa.select(sa.func.count()).select_from(conversation_t).where(mine))).scalar():
+            raise ValueError("a split must leave at least one conversation on this incident")
+        first = (await conn.execute(sa.select(sa.func.min(conversation_t.c.first_message_at))
+                                    .where(conversation_t.c.id.in_(linked)))).scalar()
+        started = max(first or source["started_at"], source["started_at"] - MANUAL_LINK_LOOKBACK)
+        values = {k: source[k] for k in ("account", "cluster_key", "severity", "policy", "policy_at", "policy_until")}
+        values.update(title=title, state="resolved" if source["state"] == "resolved" else "open", source="split",
+                      started_at=min(started, now), detected_at=now, resolved_at=source["resolved_at"], reason=
+                      f"split from incident #{incident_id}", series="[]", split_from_id=incident_id,
+                      dedup_key=f"{source['dedup_key']}/split-{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}")
+        new_id = (await conn.execute(incident_t.insert().values(**values).returning(incident_t.c.id))).scalar_one()
+        await conn.execute(conversation_t.update().where(conversation_t.c.id.in_(linked)).values(incident_id=new_id))
+        return int(new_id), len(linked)
+
+
+async def save_series(engine: AsyncEngine, series: dict[int, str]) -> None:
+    """Store each incident's detector series (JSON [[bucket start, counted, expected], ...]) for its chart."""
+    if series:
+        async with write_transaction(engine) as conn:
+            for incident_id, text in series.items():
+                await conn.execute(incident_t.update().where(incident_t.c.id == incident_id).values(series=text))

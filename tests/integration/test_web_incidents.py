@@ -1,15 +1,18 @@
-"""Incidents in the inbox: the list and incident pages, manager actions (agents read-only), merge and split,
-the complaints chart, and one templated acknowledgement to every linked open conversation."""
+"""Incidents in the inbox: the list and incident pages, manager actions, merge and split, the complaints chart
+against the detector's baseline, the incident SLA policy, and one templated acknowledgement per network and
+language to every linked open conversation (agents may switch the policy and send it)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 
+from carebox import config
 from carebox.errors import ReplyRejected
 from carebox.ports import IngestBatch
 from carebox.store import incidents as store
@@ -89,14 +92,15 @@ async def test_incident_pages_speak_french_to_a_french_manager(client, mention):
     assert "Ouvrir un incident à la main" in await (await client.get("/incidents")).text()
 
 
-async def test_agent_sees_incidents_read_only_and_is_refused_every_action(client, mention):
+async def test_agent_may_acknowledge_customers_but_is_refused_every_manager_action(client, mention):
     incident_id, ids = await _incident(client, mention)
     await _login(client, username="agent")
     body = await (await client.get(f"/incidents/{incident_id}")).text()
-    assert "4G down" in body and "/acknowledge" not in body and "/bulk-ack" not in body
+    assert "4G down" in body and "/acknowledge" not in body and "/split" not in body and "/unlink" not in body
+    assert f'action="/incidents/{incident_id}/bulk-ack"' in body  # answering customers is an agent's work
     token = CSRF.search(body).group(1)
     for path, data in [("acknowledge", {}), ("resolve", {}), ("merge", {"target": "1"}),
-                       ("unlink", {"conversation": str(ids[0])}), ("bulk-ack", {"text_en": "hi"})]:
+                       ("unlink", {"conversation": str(ids[0])}), ("split", {"conversation": str(ids[0]), "title": "t"})]:
         resp = await client.post(f"/incidents/{incident_id}/{path}", data={"csrf": token, **data}, allow_redirects=False)
         assert resp.status == 403, path
     resp = await client.post("/incidents", data={"csrf": token, "account": "acme", "title": "x"}, allow_redirects=False)
@@ -189,20 +193,20 @@ async def test_bulk_acknowledgement_replies_once_per_open_linked_conversation_in
         await c.execute(conversation_t.update().where(conversation_t.c.id == ids[2]).values(status="resolved"))
     await _login(client, username="manager")
     page = await (await client.get(f"/incidents/{incident_id}")).text()
-    assert escape(ack_text("en", "4g")) in page and escape(ack_text("fr", "4g")) in page
+    assert escape(ack_text("en", "4g", "x")) in page and escape(ack_text("fr", "4g", "x")) in page
     token = CSRF.search(page).group(1)
     resp = await client.post(f"/incidents/{incident_id}/bulk-ack", data={
-        "csrf": token, "text_en": ack_text("en", "4g"), "text_fr": ack_text("fr", "4g")})
+        "csrf": token, "text_x_en": ack_text("en", "4g", "x"), "text_x_fr": ack_text("fr", "4g", "x")})
     assert resp.status == 200 and "Sent to 2 conversations." in await resp.text()
     posted = client.server.app[connectors_key]["sim"].posted
-    assert sorted(p.text for p in posted) == sorted([ack_text("en", "4g"), ack_text("fr", "4g")])
+    assert sorted(p.text for p in posted) == sorted([ack_text("en", "4g", "x"), ack_text("fr", "4g", "x")])
     async with engine.connect() as c:
         answered = {r[0]: r[1] for r in await c.execute(sa.select(conversation_t.c.id, conversation_t.c.first_response_at))}
         clocks = [r.fulfilled_at for r in await c.execute(sa.select(clock_t.c.fulfilled_at).where(
             clock_t.c.conversation_id.in_(ids[:2]), clock_t.c.target == "first_response"))]
     assert answered[ids[0]] is not None and answered[ids[1]] is not None
     assert len(clocks) == 2 and None not in clocks
-    again = await client.post(f"/incidents/{incident_id}/bulk-ack", data={"csrf": token, "text_en": "x", "text_fr": "x"})
+    again = await client.post(f"/incidents/{incident_id}/bulk-ack", data={"csrf": token, "text_x_en": "x", "text_x_fr": "x"})
     body = await again.text()
     assert "Sent to 0 conversations." in body and "already answered since the incident started" in body
     assert len(posted) == 2  # nobody gets the acknowledgement twice
@@ -254,8 +258,169 @@ def test_chart_stops_after_twelve_hours():
     assert chart([], since, since + timedelta(days=3), {}).clipped
 
 
-def test_acknowledgement_template_follows_the_conversation_language_and_names_the_service():
+def test_acknowledgement_template_follows_the_conversation_network_and_language_and_names_the_service():
     assert ack_text("fr", "4g").startswith("Nous avons connaissance d'un incident sur 4g ")
     assert ack_text("en", None) == ("We're aware of an issue affecting our service and our teams are on it. "
                                     "We'll update you here.")
     assert "notre service" in ack_text("fr-CA", None) and "our service" in ack_text("de", None)
+    assert ack_text("en", "4g", "x") == "Known issue with 4g: our teams are on it. We'll update you here."
+    assert ack_text("en", "4g", "mastodon") == ack_text("en", "4g")  # no short form of its own
+    longest = "x" * 100  # cluster keys are cut at 100 characters
+    assert all(len(ack_text(lang, longest, net)) <= limit for net, limit in (("x", 280), ("bluesky", 300))
+               for lang in ("en", "fr"))
+
+
+INCIDENT_POLICIES = [{"name": "social", "calendar": "24/7", "first_response": "1h"},
+                     {"name": "incident", "calendar": "24/7", "first_response": "15m", "match": {"tags": ["incident"]}}]
+
+
+@pytest.fixture
+async def policy_client(aiohttp_client, tmp_path, db_url):
+    doc = {"carebox": {"data_dir": str(tmp_path)}, "database": {"url": db_url}, "policies": INCIDENT_POLICIES,
+           "incidents": {"policy": "incident", "acknowledgement": {"mastodon": {"en": "Mastodon: {service} is down."}}}}
+    return await make_client(aiohttp_client, config.parse(doc, environ={}), users=(("manager", "manager"), ("agent", "agent")))
+
+
+async def _clocks(client, ids) -> list[dict]:
+    async with client.server.app[engine_key].connect() as c:
+        return [dict(r._mapping) for r in await c.execute(
+            sa.select(clock_t).where(clock_t.c.conversation_id.in_(ids)).order_by(clock_t.c.conversation_id))]
+
+
+async def test_an_agent_switches_the_incident_policy_and_resolving_the_incident_switches_back_with_time_carried(
+    policy_client, mention
+):
+    client = policy_client
+    incident_id, ids = await _incident(client, mention)
+    before = await _clocks(client, ids)
+    assert [k["policy"] for k in before] == ["social", "social"]
+    await _login(client, username="agent")
+    page = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert "first_response 15m (24/7)" in page and 'value="on"' in page
+    token = CSRF.search(page).group(1)
+    resp = await client.post(f"/incidents/{incident_id}/policy", data={"csrf": token, "action": "on"}, allow_redirects=False)
+    assert resp.status == 303
+    found = await _state(client, incident_id)
+    switched_at = found["policy_at"]
+    assert found["policy"] == "incident" and switched_at is not None and found["policy_until"] is None
+    moved = await _clocks(client, ids)
+    for old, new in zip(before, moved, strict=True):
+        assert new["policy"] == "incident" and new["rebased_at"] == switched_at and new["started_at"] == old["started_at"]
+        assert new["business_due"] == switched_at + timedelta(minutes=15)  # counted from the switch, on 24/7
+    async with client.server.app[engine_key].connect() as c:
+        convs = {r.id: r for r in await c.execute(sa.select(conversation_t).where(conversation_t.c.id.in_(ids)))}
+    assert {convs[i].policy for i in ids} == {"incident"}
+    assert convs[ids[0]].due_business == switched_at + timedelta(minutes=15)
+    conversation = await (await client.get(f"/conversations/{ids[0]}")).text()
+    assert "Incident policy incident applies since" in conversation and "its SLA policy incident applies" in conversation
+    assert await _audited(client) == ["incident.policy_on"]
+    assert (await client.post(f"/incidents/{incident_id}/resolve", data={"csrf": token}, allow_redirects=False)).status == 403
+    await _login(client, username="manager")
+    token = await _csrf(client, f"/incidents/{incident_id}")
+    await client.post(f"/incidents/{incident_id}/resolve", data={"csrf": token}, allow_redirects=False)
+    found = await _state(client, incident_id)
+    assert found["policy_until"] == found["resolved_at"]
+    back = await _clocks(client, ids)
+    for old, new in zip(before, back, strict=True):
+        used = (switched_at - old["started_at"]).total_seconds()  # the hour of 'social' used before the switch
+        assert new["policy"] == "social" and new["rebased_at"] == found["resolved_at"]
+        assert new["carried_s"] == pytest.approx(used, abs=0.01)
+        expected = found["resolved_at"] + timedelta(seconds=3600 - used)
+        assert abs((new["business_due"] - expected).total_seconds()) < 0.01
+    page = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert "applied from" in page
+
+
+async def test_switching_without_a_configured_incident_policy_says_so_and_changes_nothing(client, mention):
+    incident_id, ids = await _incident(client, mention)
+    await _login(client, username="agent")
+    page = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert "No incident SLA policy is configured" in page
+    token = CSRF.search(page).group(1)
+    resp = await client.post(f"/incidents/{incident_id}/policy", data={"csrf": token, "action": "on"})
+    assert "No incident SLA policy is configured" in await resp.text()
+    assert (await _state(client, incident_id))["policy"] is None
+    assert {k["policy"] for k in await _clocks(client, ids)} == {"social"}
+
+
+async def test_acknowledgement_has_one_text_per_network_and_language_with_a_preview_and_refuses_what_is_too_long(
+    policy_client, mention
+):
+    client = policy_client
+    incident_id, ids = await _incident(client, mention, texts=("my 4G is down", "plus de 4G ici", "4G dead"),
+                                       languages=["en", "fr", "en"])
+    async with client.server.app[engine_key].begin() as c:  # the third came in on Mastodon
+        await c.execute(conversation_t.update().where(conversation_t.c.id == ids[2]).values(network="mastodon"))
+    await _login(client, username="agent")
+    page = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert page.count('class="ack-group') == 3
+    assert 'name="text_x_en"' in page and 'name="text_x_fr"' in page and 'name="text_mastodon_en"' in page
+    assert "Mastodon: 4g is down." in page  # the configured template of that network
+    assert "of 280 characters" in page and "of 500 characters" in page
+    token = CSRF.search(page).group(1)
+    too_long = "y" * 300
+    preview = await client.post(f"/incidents/{incident_id}/bulk-ack", data={
+        "csrf": token, "preview": "1", "text_x_en": too_long, "text_x_fr": "Incident connu.",
+        "text_mastodon_en": "We know."})
+    body = await preview.text()
+    assert preview.status == 200 and "Preview:" in body and "too long for x" in body and "300 of 280 characters" in body
+    assert client.server.app[connectors_key]["sim"].posted == []  # a preview sends nothing
+    sent = await client.post(f"/incidents/{incident_id}/bulk-ack", data={
+        "csrf": token, "text_x_en": too_long, "text_x_fr": "Incident connu.", "text_mastodon_en": "We know."})
+    body = await sent.text()
+    assert "Sent to 2 conversations." in body and "The reply has 300 characters; x accepts 280." in body
+    assert sorted(p.text for p in client.server.app[connectors_key]["sim"].posted) == ["Incident connu.", "We know."]
+    assert await _audited(client) == ["incident.bulk_ack"]
+
+
+async def test_split_moves_the_ticked_conversations_to_a_new_incident_that_keeps_the_policy_in_force(
+    policy_client, mention
+):
+    client = policy_client
+    incident_id, ids = await _incident(client, mention, texts=("4G down", "4G down here", "4G gone in Paris"))
+    await _login(client, username="manager")
+    token = await _csrf(client, f"/incidents/{incident_id}")
+    await client.post(f"/incidents/{incident_id}/policy", data={"csrf": token, "action": "on"}, allow_redirects=False)
+    page = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert 'form="split-form"' in page and f'action="/incidents/{incident_id}/split"' in page
+    none = await client.post(f"/incidents/{incident_id}/split", data={"csrf": token, "title": "Paris"})
+    assert "Choose the conversations" in await none.text()
+    every = await client.post(f"/incidents/{incident_id}/split", data=[("csrf", token), ("title", "Paris"),
+                                                                       *(("conversation", str(i)) for i in ids)])
+    assert "at least one conversation on this incident" in await every.text()
+    resp = await client.post(f"/incidents/{incident_id}/split", data=[("csrf", token), ("title", "4G Paris"),
+                                                                      ("conversation", str(ids[2]))],
+                             allow_redirects=False)
+    assert resp.status == 303
+    new_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    parent, child = await _state(client, incident_id), await _state(client, new_id)
+    assert [c["id"] for c in parent["conversations"]] == ids[:2] and [c["id"] for c in child["conversations"]] == [ids[2]]
+    assert child["split_from_id"] == incident_id and child["source"] == "split" and child["title"] == "4G Paris"
+    assert child["policy"] == "incident" and child["policy_at"] == parent["policy_at"] and child["state"] == "open"
+    assert parent["started_at"] - timedelta(hours=1) <= child["started_at"] <= datetime.now(UTC)
+    assert {k["policy"] for k in await _clocks(client, ids)} == {"incident"}  # nothing moved back
+    page = await (await client.get(f"/incidents/{new_id}")).text()
+    assert f'href="/incidents/{incident_id}"' in page and "Split from" in page
+    assert await _audited(client) == ["incident.policy_on", "incident.split"]
+
+
+async def test_the_chart_draws_the_detectors_expected_count_stored_with_the_incident(client, mention):
+    incident_id, _ = await _incident(client, mention)
+    found = await _state(client, incident_id)
+    start = int((found["started_at"] - timedelta(minutes=5)).timestamp()) // 60 * 60
+    series = [[start + 60 * i, 1, 0.5] for i in range(10)]
+    await store.save_series(client.server.app[engine_key], {incident_id: orjson.dumps(series).decode()})
+    await _login(client, username="manager")
+    body = await (await client.get(f"/incidents/{incident_id}")).text()
+    assert body.count('class="baseline"') == 1 and "up to 0.5 a minute" in body
+
+
+def test_chart_baseline_is_drawn_per_minute_and_breaks_where_the_detector_has_no_data():
+    since = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
+    t0 = int(since.timestamp())
+    expected = [[t0 + 60 * i, 0, 2.0] for i in range(5)] + [[t0 + 60 * i, 0, 4.0] for i in range(20, 25)]
+    drawn = chart([since + timedelta(minutes=1)], since, since + timedelta(minutes=30), {}, expected)
+    assert len(drawn.baseline) == 2 and all(len(line.split()) == 5 for line in drawn.baseline)
+    assert drawn.expected_peak == 4.0 and drawn.peak == 4  # the axis makes room for the baseline
+    five_minute = [[t0 + 300 * i, 0, 10.0] for i in range(4)]  # 5-minute buckets: 2 complaints a minute
+    assert chart([], since, since + timedelta(minutes=30), {}, five_minute).expected_peak == 2.0

@@ -1,0 +1,145 @@
+"""SQL for the incident SLA policy: switch an incident's conversations onto it and back, keeping clocks exact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carebox.errors import NotFound
+from carebox.store.engine import write_transaction
+from carebox.store.incidents import incident_t
+from carebox.store.ingest import clock_t, conversation_t, event_t
+
+CONVERSATION_FACTS = ("network", "account", "priority", "category", "language", "tags")
+RECENT = timedelta(days=1)  # the tick keeps re-checking an incident this long after its policy ended
+
+
+class PolicyClocks(Protocol):
+    """What switching needs from the SLA engine (carebox.clocks.ClockBook)."""
+
+    def moved(self, clock: Mapping[str, Any], policy_name: str, at: datetime, *,
+              carried_s: float = 0.0) -> dict[str, Any] | None: ...
+
+    def returned(self, clock: Mapping[str, Any], conversation: Mapping[str, Any], at: datetime) -> dict[str, Any]: ...
+
+
+def _active() -> Any:
+    """The incident's policy is in force: switched on, not switched back, incident not resolved."""
+    return sa.and_(incident_t.c.policy.is_not(None), incident_t.c.policy_until.is_(None),
+                   incident_t.c.state != "resolved")
+
+
+async def switch_on(engine: AsyncEngine, incident_id: int, policy: str, at: datetime) -> bool:
+    """Put an incident's conversations on `policy` from `at`; False when it already is or is resolved."""
+    async with write_transaction(engine) as conn:
+        row = (await conn.execute(sa.select(incident_t).where(incident_t.c.id == incident_id))).first()
+        if row is None:
+            raise NotFound(f"incident {incident_id}")
+        if row.state == "resolved" or (row.policy is not None and row.policy_until is None):
+            return False
+        await conn.execute(incident_t.update().where(incident_t.c.id == incident_id).values(
+            policy=policy, policy_at=at, policy_until=None))
+        return True
+
+
+async def switch_off(engine: AsyncEngine, incident_id: int, at: datetime) -> bool:
+    """End an incident's policy at `at` (by hand or because it was resolved); False when none was in force."""
+    async with write_transaction(engine) as conn:
+        return bool((await conn.execute(incident_t.update().where(
+            incident_t.c.id == incident_id, incident_t.c.policy.is_not(None), incident_t.c.policy_until.is_(None))
+            .values(policy_until=at))).rowcount)
+
+
+async def reconcile(engine: AsyncEngine, book: PolicyClocks, name: str | None, now: datetime,
+                    conversation_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Move the running clocks of open conversations onto their incident's policy while it is in force, and
+    back onto their own policy once it is not (incident resolved, policy switched off, conversation
+    unlinked). `name` is the configured incident policy (how a moved clock is recognised). Clocks paused,
+    answered or already breached stay as they are. Returns the changed clocks, for the scheduler."""
+    ids = None if conversation_ids is None else sorted(set(conversation_ids))
+    if ids == []:
+        return []
+    async with engine.connect() as reading:  # most ticks have nothing to move: no write lock for them
+        if not await _candidates(reading, name, ids, now):
+            return []
+    async with write_transaction(engine) as conn:
+        rows = await _candidates(conn, name, ids, now)
+        changed, events = [], []
+        for row in rows:
+            clock = {c.name: row[c.name] for c in clock_t.c}
+            if row["wanted"] is not None:
+                update = book.moved(clock, row["wanted"], now)
+                detail = f"incident #{row['incident_id']}: policy {clock['policy']} -> {row['wanted']}"
+            else:
+                update = book.returned(clock, {k: row[k] for k in CONVERSATION_FACTS}, now)
+                detail = f"incident policy over: policy {clock['policy']} -> {update['policy']}"
+                if update["policy"] == clock["policy"]:  # its own policy is the incident one: it stays as planned
+                    update = {"policy": clock["policy"], "rebased_at": None, "business_due": clock["business_due"]}
+            if update is None:
+                continue
+            events.append({"conversation_id": clock["conversation_id"], "clock_id": clock["id"],
+                           "target": clock["target"], "kind": "policy", "at": now, "business_due": update["business_due"],
+                           "wall_due": clock["wall_due"], "detail": detail})
+            changed.append({**clock, **update, "status": "open", "assignee_id": row["assignee_id"]})
+        await _write(conn, changed, events)
+    return changed
+
+
+async def _write(conn: AsyncConnection, changed: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """The moved clocks, their events, and their conversations' policy and due times, in a few statements."""
+    if not changed:
+        return
+    columns = ("policy", "calendar", "calendar_version", "rebased_at", "carried_s", "business_due", "warn_at")
+    await conn.execute(clock_t.update().where(clock_t.c.id == sa.bindparam("_id")).values(
+        {c: sa.bindparam(f"_{c}") for c in columns}),
+        [{"_id": k["id"], **{f"_{c}": k.get(c) for c in columns}} for k in changed])
+    await conn.execute(event_t.insert(), events)
+    by_policy: dict[str, set[int]] = {}
+    for clock in changed:
+        by_policy.setdefault(clock["policy"], set()).add(clock["conversation_id"])
+    live = sa.and_(clock_t.c.conversation_id == conversation_t.c.id, clock_t.c.fulfilled_at.is_(None),
+                   clock_t.c.paused_at.is_(None))
+    for policy, ids in by_policy.items():
+        for start in range(0, len(ids), 500):
+            await conn.execute(conversation_t.update().where(conversation_t.c.id.in_(sorted(ids)[start:start + 500]))
+                               .values(policy=policy,
+                                       due_business=sa.select(sa.func.min(clock_t.c.business_due)).where(live)
+                                       .scalar_subquery(),
+                                       due_wall=sa.select(sa.func.min(clock_t.c.wall_due)).where(live).scalar_subquery()))
+
+
+async def _candidates(conn: AsyncConnection, name: str | None, ids: list[int] | None,
+                      now: datetime) -> list[dict[str, Any]]:
+    """Running clocks that may need moving, with the policy they should be on (None: their own). Without
+    `ids` (the watcher's tick) only conversations of incidents whose policy is in force or ended within
+    RECENT are looked at: the incident table is small, the clock table is not."""
+    active = _active()
+    wanted = sa.case((active, incident_t.c.policy), else_=None).label("wanted")
+    query = (sa.select(clock_t, wanted, conversation_t.c.incident_id, conversation_t.c.assignee_id,
+                       *(conversation_t.c[k] for k in CONVERSATION_FACTS))
+             .join(conversation_t, conversation_t.c.id == clock_t.c.conversation_id)
+             .outerjoin(incident_t, incident_t.c.id == conversation_t.c.incident_id)
+             .where(conversation_t.c.status == "open", clock_t.c.fulfilled_at.is_(None),
+                    clock_t.c.paused_at.is_(None), clock_t.c.breached_at.is_(None)))
+    on_incident_policy = sa.and_(clock_t.c.policy == name, clock_t.c.rebased_at.is_not(None)) if name else sa.false()
+    query = query.where(sa.or_(sa.and_(active, clock_t.c.policy != incident_t.c.policy),
+                               sa.and_(sa.or_(incident_t.c.id.is_(None), ~active), on_incident_policy)))
+    if ids is not None:
+        query = query.where(conversation_t.c.id.in_(ids))
+    else:
+        recent = now - RECENT
+        query = query.where(incident_t.c.policy.is_not(None), sa.or_(
+            active, incident_t.c.policy_until >= recent, incident_t.c.resolved_at >= recent))
+    return [dict(r._mapping) for r in await conn.execute(query.order_by(clock_t.c.id))]
+
+
+async def conversations_of(engine: AsyncEngine, incident_id: int) -> list[int]:
+    """The ids of the conversations linked to an incident."""
+    async with engine.connect() as conn:
+        return [r[0] for r in await conn.execute(
+            sa.select(conversation_t.c.id).where(conversation_t.c.incident_id == incident_id))]
+
