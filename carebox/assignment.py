@@ -30,6 +30,7 @@ class Agent:
     languages: frozenset[str] = frozenset()
     skills: frozenset[str] = frozenset()
     last_assigned_at: datetime | None = None
+    accounts: frozenset[tuple[str, str]] | None = None  # (network, account) they may see; None: every account
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Work:
     conversation_id: int
     language: str | None = None
     skills: frozenset[str] = frozenset()
+    account: tuple[str, str] | None = None  # (network, account) the conversation is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,11 @@ def is_online(available: bool, last_seen_at: datetime | None, now: datetime, ttl
 
 
 def can_take(agent: Agent, work: Work) -> bool:
-    """Online, below capacity, speaks the language (agents without languages speak any) and has every skill."""
+    """Online, below capacity, allowed to see the conversation's account, speaks the language (agents without
+    languages speak any) and has every skill."""
     if not agent.online or agent.load >= agent.capacity:
+        return False
+    if agent.accounts is not None and work.account not in agent.accounts:
         return False
     if work.language and agent.languages and work.language not in agent.languages:
         return False

@@ -130,6 +130,7 @@ def _templates(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(
         app, context_processors=[_context], loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True), extensions=["jinja2.ext.i18n"],
+        auto_reload=False,  # templates ship with the code: no stat() of every file on every render
         filters={"duration": i18n.duration, "local": i18n.local, "fromjson": lambda v: orjson.loads(v or "[]")},
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from aiohttp import web
 from carebox import assignment
 from carebox.store import actions, queries
 from web.keys import engine_key, inbox_settings_key, now_key
+from web.views import scope_of
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -28,6 +29,7 @@ def to_agent(row: Mapping[str, Any], settings: assignment.AssignmentSettings, no
         languages=frozenset(orjson.loads(row["languages"] or "[]")),
         skills=frozenset(orjson.loads(row["skills"] or "[]")),
         last_assigned_at=row["last_assigned_at"],
+        accounts=scope_of(row),
     )
 
 
@@ -48,7 +50,8 @@ async def auto_assign(app: web.Application, *, force: bool = False, by_user_id: 
             agents = [to_agent(r, settings, now) for r in await queries.agent_profiles(engine)]
     if not any(a.online for a in agents):
         return 0
-    work = [assignment.Work(r["id"], r["language"], assignment.skills_for(r["category"], orjson.loads(r["tags"] or "[]")))
+    work = [assignment.Work(r["id"], r["language"], assignment.skills_for(r["category"], orjson.loads(r["tags"] or "[]")),
+                            (r["network"], r["account"]))
             for r in await queries.waiting_work(engine, BATCH)]
     plan = assignment.plan(settings.strategy, agents, work, now)
     done = await actions.apply_assignments(engine, plan, now, by_user_id)

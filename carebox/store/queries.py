@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox.models import (
     AgentProfile,
@@ -26,6 +25,26 @@ from carebox.models import (
     SlaEvent,
     User,
 )
+from carebox.store.inbox import (  # noqa: F401 - the inbox's names stay reachable as queries.<name>
+    DATED_VIEWS,
+    UNRESOLVED,
+    VIEWS,
+    Accounts,
+    Filters,
+    InboxPage,
+    _decode_cursor,
+    _filters,
+    _identity_handle,
+    _page,
+    _row_select,
+    _view_filter,
+    counts,
+    encode_cursor,
+    in_accounts,
+    inbox,
+    view_counts,
+)
+from carebox.store.reads import read
 
 conv = Conversation.__table__  # type: ignore[attr-defined]
 mention = Mention.__table__  # type: ignore[attr-defined]
@@ -42,205 +61,94 @@ profile = AgentProfile.__table__  # type: ignore[attr-defined]
 token = ApiToken.__table__  # type: ignore[attr-defined]
 handling = DeadLetterHandling.__table__  # type: ignore[attr-defined]
 
-VIEWS = ("awaiting", "mine", "unassigned", "due_soon", "breached", "incident", "open", "pending", "resolved")
-UNRESOLVED = ("open", "pending")
+
+async def conversation(engine: AsyncEngine, conversation_id: int, accounts: Accounts = None) -> dict[str, Any] | None:
+    """A conversation with its thread, notes, SLA events, customer identities and other conversations;
+    None when it does not exist or is on an account outside `accounts` (whose history is left out too)."""
+    return await read(engine, _conversation, conversation_id, accounts)
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Narrowing of a saved view; None means any."""
-
-    network: str | None = None
-    account: str | None = None
-    language: str | None = None
-    priority: str | None = None
-    category: str | None = None
-    tag: str | None = None
-    assignee_id: int | None = None
-    search: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InboxPage:
-    rows: list[dict[str, Any]]
-    counts: dict[str, int]
-    has_more: bool
-    next_cursor: str | None = None
-
-
-def _view_filter(view: str, user_id: int | None, now: datetime, due_soon_s: float) -> Any:
-    open_ = conv.c.status == "open"
-    if view == "awaiting":
-        return sa.and_(open_, conv.c.due_business.is_not(None))
-    if view == "mine":
-        return sa.and_(conv.c.status.in_(UNRESOLVED), conv.c.assignee_id == user_id)
-    if view == "unassigned":
-        return sa.and_(open_, conv.c.assignee_id.is_(None))
-    if view == "due_soon":
-        return sa.and_(open_, conv.c.due_business >= now, conv.c.due_business < now + timedelta(seconds=due_soon_s))
-    if view == "breached":
-        return sa.and_(open_, conv.c.due_business < now)
-    if view == "incident":
-        return sa.and_(conv.c.incident_id.is_not(None), conv.c.status.in_(UNRESOLVED))
-    return conv.c.status == view  # open, pending, resolved
-
-
-def _filters(f: Filters) -> list[Any]:
-    out = [getattr(conv.c, name) == getattr(f, name)
-           for name in ("network", "account", "language", "priority", "category") if getattr(f, name)]
-    if f.tag:
-        out.append(conv.c.tags.like('%' + orjson.dumps(f.tag).decode().replace("%", "").replace("_", "") + '%'))
-    if f.assignee_id is not None:
-        out.append(conv.c.assignee_id == f.assignee_id)
-    if f.search:
-        out.append(conv.c.snippet.like("%" + f.search.replace("%", "").replace("_", "") + "%"))
-    return out
-
-
-def _identity_handle() -> Any:
-    return (
-        sa.select(identity.c.handle)
-        .where(identity.c.customer_id == conv.c.customer_id, identity.c.network == conv.c.network)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _row_select() -> Any:
-    return sa.select(conv, _identity_handle().label("customer_handle"), user.c.username.label("assignee")).outerjoin(
-        user, user.c.id == conv.c.assignee_id)
-
-
-def encode_cursor(row: dict[str, Any], view: str) -> str:
-    """An opaque keyset position after `row` in `view`'s order."""
-    if view == "resolved":
-        return f"r|{row['resolved_at'].isoformat() if row['resolved_at'] else ''}|{row['id']}"
-    if row["due_business"] is None:
-        return f"b||{row['id']}"
-    return f"a|{row['due_business'].isoformat()}|{row['id']}"
-
-
-def _decode_cursor(cursor: str) -> tuple[str, datetime | None, int]:
-    try:
-        segment, at, ident = cursor.split("|")
-        return segment, datetime.fromisoformat(at) if at else None, int(ident)
-    except ValueError:
-        raise ValueError("bad cursor") from None
-
-
-async def _page(c: AsyncConnection, where: list[Any], view: str, cursor: str | None, limit: int) -> list[dict[str, Any]]:
-    """Keyset pages: due conversations by (due, id), then undated ones by id; resolved by (resolved_at, id) desc."""
-    seg, at, ident = _decode_cursor(cursor) if cursor else ("r" if view == "resolved" else "a", None, 0)
-    if view == "resolved":
-        keyset = [] if at is None else [conv.c.resolved_at <= at, sa.not_(sa.and_(conv.c.resolved_at == at, conv.c.id >= ident))]
-        stmt = _row_select().where(*where, *keyset).order_by(conv.c.resolved_at.desc(), conv.c.id.desc())
-        return [dict(r._mapping) for r in await c.execute(stmt.limit(limit + 1))]
-    rows: list[dict[str, Any]] = []
-    if seg == "a":
-        keyset = [conv.c.due_business.is_not(None)]
-        if at is not None:
-            keyset += [conv.c.due_business >= at, sa.not_(sa.and_(conv.c.due_business == at, conv.c.id <= ident))]
-        stmt = _row_select().where(*where, *keyset).order_by(conv.c.due_business, conv.c.id).limit(limit + 1)
-        rows = [dict(r._mapping) for r in await c.execute(stmt)]
-        ident = 0
-    if len(rows) <= limit:
-        stmt = (_row_select().where(*where, conv.c.due_business.is_(None), conv.c.id > ident)
-                .order_by(conv.c.id).limit(limit + 1 - len(rows)))
-        rows += [dict(r._mapping) for r in await c.execute(stmt)]
-    return rows
-
-
-async def inbox(
-    engine: AsyncEngine, view: str, user_id: int | None, *, now: datetime, limit: int = 50, cursor: str | None = None,
-    filters: Filters = Filters(), due_soon_s: float = 3600.0, with_counts: bool = True,
-) -> InboxPage:
-    """One keyset page of a saved view, soonest business due first, with the count of every view."""
-    where = [_view_filter(view, user_id, now, due_soon_s), *_filters(filters)]
-    async with engine.connect() as c:
-        rows = await _page(c, where, view, cursor, limit)
-        counts = await view_counts(c, user_id, now, filters, due_soon_s) if with_counts else {}
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return InboxPage(rows, counts, more, encode_cursor(rows[-1], view) if more and rows else None)
-
-
-async def view_counts(c: AsyncConnection, user_id: int | None, now: datetime, filters: Filters, due_soon_s: float,
-                      views: tuple[str, ...] = VIEWS) -> dict[str, int]:
-    """How many conversations each saved view holds (one indexed count per view)."""
-    extra = _filters(filters)
-    out = {}
-    for v in views:
-        stmt = sa.select(sa.func.count()).select_from(conv).where(_view_filter(v, user_id, now, due_soon_s), *extra)
-        out[v] = (await c.execute(stmt)).scalar_one()
-    return out
-
-
-async def counts(engine: AsyncEngine, user_id: int | None, now: datetime, filters: Filters, due_soon_s: float,
-                 views: tuple[str, ...] = VIEWS) -> dict[str, int]:
-    """view_counts on its own connection."""
-    async with engine.connect() as c:
-        return await view_counts(c, user_id, now, filters, due_soon_s, views)
-
-
-async def conversation(engine: AsyncEngine, conversation_id: int) -> dict[str, Any] | None:
-    """A conversation with its thread, notes, SLA events, customer identities and other conversations."""
-    async with engine.connect() as c:
-        row = (await c.execute(sa.select(conv).where(conv.c.id == conversation_id))).first()
-        if row is None:
-            return None
-        out = dict(row._mapping)
-        out["mentions"] = [
-            dict(r._mapping)
-            for r in await c.execute(
-                sa.select(mention, user.c.username.label("sent_by"))
-                .outerjoin(user, user.c.id == mention.c.sent_by_user_id)
-                .where(mention.c.conversation_id == conversation_id)
-                .order_by(mention.c.created_at, mention.c.id)
-            )
-        ]
-        out["notes"] = [
-            dict(r._mapping)
-            for r in await c.execute(
-                sa.select(note, user.c.username).join(user, user.c.id == note.c.user_id)
-                .where(note.c.conversation_id == conversation_id).order_by(note.c.created_at)
-            )
-        ]
-        out["sla_events"] = [
-            dict(r._mapping)
-            for r in await c.execute(
-                sa.select(sla_event).where(sla_event.c.conversation_id == conversation_id).order_by(sla_event.c.at, sla_event.c.id)
-            )
-        ]
-        out["identities"] = [
-            dict(r._mapping)
-            for r in await c.execute(sa.select(identity).where(identity.c.customer_id == out["customer_id"]))
-        ]
-        out["history"] = [
-            dict(r._mapping)
-            for r in await c.execute(
-                sa.select(conv.c.id, conv.c.network, conv.c.account, conv.c.status, conv.c.snippet,
-                          conv.c.first_message_at, conv.c.message_count, user.c.username.label("assignee"))
-                .outerjoin(user, user.c.id == conv.c.assignee_id)
-                .where(conv.c.customer_id == out["customer_id"], conv.c.id != conversation_id)
-                .order_by(conv.c.first_message_at.desc()).limit(50)
-            )
-        ]
-        agent = (await c.execute(sa.select(user.c.username).where(user.c.id == out["assignee_id"]))).scalar()
-        out["assignee"] = agent
-        out["clocks"] = [dict(r._mapping) for r in await c.execute(
-            sa.select(clock).where(clock.c.conversation_id == conversation_id).order_by(clock.c.id))]
-        out["audit"] = [dict(r._mapping) for r in await c.execute(
-            sa.select(audit, user.c.username).outerjoin(user, user.c.id == audit.c.user_id)
-            .where(audit.c.conversation_id == conversation_id).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(30))]
-        out["timeline_agents"] = await _agents_by_conversation(c, [h["id"] for h in out["history"]] + [conversation_id])
+def _conversation(c: sa.Connection, conversation_id: int, accounts: Accounts) -> dict[str, Any] | None:
+    """The conversation page's rows, in one snapshot."""
+    row = (c.execute(sa.select(conv).where(conv.c.id == conversation_id, *in_accounts(accounts)))).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["mentions"] = [
+        dict(r._mapping)
+        for r in c.execute(
+            sa.select(mention, user.c.username.label("sent_by"))
+            .outerjoin(user, user.c.id == mention.c.sent_by_user_id)
+            .where(mention.c.conversation_id == conversation_id)
+            .order_by(mention.c.created_at, mention.c.id)
+        )
+    ]
+    out["notes"] = [
+        dict(r._mapping)
+        for r in c.execute(
+            sa.select(note, user.c.username).join(user, user.c.id == note.c.user_id)
+            .where(note.c.conversation_id == conversation_id).order_by(note.c.created_at)
+        )
+    ]
+    out["sla_events"] = [
+        dict(r._mapping)
+        for r in c.execute(
+            sa.select(sla_event).where(sla_event.c.conversation_id == conversation_id).order_by(sla_event.c.at, sla_event.c.id)
+        )
+    ]
+    out["identities"] = [
+        dict(r._mapping)
+        for r in c.execute(sa.select(identity).where(identity.c.customer_id == out["customer_id"]))
+        if accounts is None or any(r.network == n for n, _ in accounts)
+    ]
+    out["history"] = [
+        dict(r._mapping)
+        for r in c.execute(
+            sa.select(conv.c.id, conv.c.network, conv.c.account, conv.c.status, conv.c.snippet,
+                      conv.c.first_message_at, conv.c.message_count, user.c.username.label("assignee"))
+            .outerjoin(user, user.c.id == conv.c.assignee_id)
+            .where(conv.c.customer_id == out["customer_id"], conv.c.id != conversation_id, *in_accounts(accounts))
+            .order_by(conv.c.first_message_at.desc()).limit(50)
+        )
+    ]
+    agent = (c.execute(sa.select(user.c.username).where(user.c.id == out["assignee_id"]))).scalar()
+    out["assignee"] = agent
+    out["clocks"] = [dict(r._mapping) for r in c.execute(
+        sa.select(clock).where(clock.c.conversation_id == conversation_id).order_by(clock.c.id))]
+    out["audit"] = [dict(r._mapping) for r in c.execute(
+        sa.select(audit, user.c.username).outerjoin(user, user.c.id == audit.c.user_id)
+        .where(audit.c.conversation_id == conversation_id).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(30))]
+    out["timeline_agents"] = _agents_by_conversation(c, [h["id"] for h in out["history"]] + [conversation_id])
     out["tag_list"] = orjson.loads(out["tags"] or "[]")
     out["last_mention_id"] = max((m["id"] for m in out["mentions"]), default=0)
     return out
 
 
-async def _agents_by_conversation(c: AsyncConnection, ids: list[int]) -> dict[int, list[str]]:
+async def can_see(engine: AsyncEngine, conversation_id: int, accounts: Accounts) -> bool:
+    """Whether the conversation exists on one of `accounts` (None: whether it exists)."""
+    def run(c: sa.Connection) -> bool:
+        found = c.execute(sa.select(conv.c.id).where(conv.c.id == conversation_id, *in_accounts(accounts)))
+        return found.first() is not None
+    return await read(engine, run)
+
+
+async def accounts_of(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """conversation id -> (network, account)."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(conv.c.id, conv.c.network, conv.c.account).where(conv.c.id.in_(ids)))
+        return {cid: (network, account) for cid, network, account in rows}
+
+
+async def known_accounts(engine: AsyncEngine) -> list[tuple[str, str]]:
+    """Every (network, account) that has conversations (an index scan of the thread index)."""
+    async with engine.connect() as c:
+        rows = await c.execute(sa.select(conv.c.network, conv.c.account).distinct().order_by(conv.c.network, conv.c.account))
+        return [(n, a) for n, a in rows]
+
+
+def _agents_by_conversation(c: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
     """Every agent who answered in each conversation (the history survives reassignment)."""
-    rows = await c.execute(
+    rows = c.execute(
         sa.select(mention.c.conversation_id, user.c.username).distinct()
         .join(user, user.c.id == mention.c.sent_by_user_id).where(mention.c.conversation_id.in_(ids)))
     out: dict[int, list[str]] = {}
@@ -264,9 +172,8 @@ async def activity_since(engine: AsyncEngine, conversation_id: int, after_mentio
 
 async def canned_responses(engine: AsyncEngine, language: str | None = None) -> list[dict[str, Any]]:
     """Canned responses, those in `language` first."""
-    async with engine.connect() as c:
-        stmt = sa.select(canned).order_by(canned.c.title, canned.c.language)
-        rows = [dict(r._mapping) for r in await c.execute(stmt)]
+    stmt = sa.select(canned).order_by(canned.c.title, canned.c.language)
+    rows = await read(engine, lambda c: [dict(r._mapping) for r in c.execute(stmt)])
     return sorted(rows, key=lambda r: r["language"] != language) if language else rows
 
 
@@ -277,7 +184,7 @@ async def agent_profiles(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as c:
         rows = await c.execute(
             sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role, user.c.language.label("ui_language"),
-                      profile.c.available, profile.c.capacity, profile.c.languages, profile.c.skills,
+                      user.c.accounts, profile.c.available, profile.c.capacity, profile.c.languages, profile.c.skills,
                       profile.c.last_seen_at, profile.c.last_assigned_at, load.label("load"))
             .outerjoin(profile, profile.c.user_id == user.c.id).where(user.c.active.is_(True)).order_by(user.c.username))
         return [dict(r._mapping) for r in rows]
@@ -287,7 +194,7 @@ async def waiting_work(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
     """Unassigned open conversations, most urgent first (for automatic assignment)."""
     async with engine.connect() as c:
         rows = await c.execute(
-            sa.select(conv.c.id, conv.c.language, conv.c.category, conv.c.tags)
+            sa.select(conv.c.id, conv.c.network, conv.c.account, conv.c.language, conv.c.category, conv.c.tags)
             .where(conv.c.status == "open", conv.c.assignee_id.is_(None))
             .order_by(conv.c.due_business.is_(None), conv.c.due_business, conv.c.id).limit(limit))
         return [dict(r._mapping) for r in rows]
@@ -296,8 +203,8 @@ async def waiting_work(engine: AsyncEngine, limit: int) -> list[dict[str, Any]]:
 async def all_users(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Every user, active or not, for the admin page."""
     async with engine.connect() as c:
-        rows = await c.execute(sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role,
-                                         user.c.language, user.c.timezone, user.c.active).order_by(user.c.username))
+        rows = await c.execute(sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role, user.c.language,
+                                         user.c.timezone, user.c.active, user.c.accounts).order_by(user.c.username))
         return [dict(r._mapping) for r in rows]
 
 
@@ -364,12 +271,9 @@ async def stats(engine: AsyncEngine) -> dict[str, int]:
 
 async def users(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Active users, by name."""
-    async with engine.connect() as c:
-        rows = await c.execute(
-            sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role)
-            .where(user.c.active.is_(True)).order_by(user.c.username)
-        )
-        return [dict(r._mapping) for r in rows]
+    stmt = sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role).where(
+        user.c.active.is_(True)).order_by(user.c.username)
+    return await read(engine, lambda c: [dict(r._mapping) for r in c.execute(stmt)])
 
 
 async def user_by_name(engine: AsyncEngine, username: str) -> dict[str, Any] | None:
@@ -381,9 +285,10 @@ async def user_by_name(engine: AsyncEngine, username: str) -> dict[str, Any] | N
 
 async def user_by_id(engine: AsyncEngine, user_id: int) -> dict[str, Any] | None:
     """A user row by id."""
-    async with engine.connect() as c:
-        row = (await c.execute(sa.select(user).where(user.c.id == user_id))).first()
+    def run(c: sa.Connection) -> dict[str, Any] | None:
+        row = c.execute(sa.select(user).where(user.c.id == user_id)).first()
         return dict(row._mapping) if row else None
+    return await read(engine, run)
 
 
 async def reply_target(engine: AsyncEngine, conversation_id: int) -> dict[str, Any] | None:

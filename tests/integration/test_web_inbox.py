@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -128,6 +129,37 @@ async def test_the_inbox_queries_use_indexes_not_a_scan_of_conversations(engine)
             plans[view] = " | ".join(r[-1] for r in rows)
     for view, plan in plans.items():
         assert "SCAN conversation" not in plan.replace("SCAN conversation USING INDEX", "INDEX"), (view, plan)
+
+
+async def test_the_conversation_page_the_counts_and_the_incident_view_use_indexes(client, mention):
+    engine = client.server.app[engine_key]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the plan is checked on SQLite, the embedded store the benchmark measures")
+    await _seed(client, mention, 2)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    now = datetime.now(UTC)
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with engine.connect() as c:
+            await c.run_sync(queries._conversation, 1, frozenset({("x", "acme")}))
+            await c.run_sync(queries.view_counts, 1, now, queries.Filters(), 3600.0)
+            await c.run_sync(queries._page, [queries._view_filter("incident", 1, now, 3600.0)], "incident", None, 50)
+            plans = [(sql, " | ".join(r[-1] for r in (await c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)).all()))
+                     for sql, params in seen]
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(plans) >= 20  # 11 statements of the conversation page, 9 counts, the incident page
+    for sql, plan in plans:
+        scans = [p for p in plan.split(" | ") if p.startswith("SCAN") and "INDEX" not in p]
+        assert scans == [], (sql, plan)
+    incident = [plan for sql, plan in plans if "linked" in sql]
+    assert incident and all(p.startswith("SEARCH conversation USING INTEGER PRIMARY KEY") and "LIST SUBQUERY" in p
+                            for p in incident), incident  # the linked ids first, not every open row by due time
 
 
 def test_counts_are_reused_within_their_ttl_then_served_stale_until_refreshed():

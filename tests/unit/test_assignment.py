@@ -37,8 +37,12 @@ def agent(i: int, **kw) -> Agent:
     (agent(1), Work(1, "de"), True),  # no languages set: takes any
     (agent(1, skills=frozenset({"billing"})), Work(1, skills=frozenset({"billing"})), True),
     (agent(1), Work(1, skills=frozenset({"billing"})), False),
+    (agent(1, accounts=frozenset({("x", "acme")})), Work(1, account=("x", "acme")), True),
+    (agent(1, accounts=frozenset({("x", "acme")})), Work(1, account=("x", "other")), False),
+    (agent(1, accounts=frozenset({("x", "acme")})), Work(1, account=("mastodon", "acme")), False),
+    (agent(1), Work(1, account=("x", "other")), True),  # no list: every account
 ])
-def test_an_agent_takes_work_only_online_below_capacity_with_the_language_and_every_skill(who, work, ok):
+def test_an_agent_takes_work_only_online_below_capacity_on_their_accounts_with_the_language_and_every_skill(who, work, ok):
     assert can_take(who, work) is ok
 
 
