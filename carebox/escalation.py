@@ -7,20 +7,28 @@ clocks' values so reports can trace it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox import sla
+from carebox.calendar import Calendar
 from carebox.clocks import ClockBook, calendar_from_json, calendar_to_json
+from carebox.errors import ConfigError
+from carebox.fanout import Fanout
+from carebox.sla_tables import with_edits
 from carebox.store import clocks as store
+from carebox.store import sla_edits
 from carebox.store.engine import write_transaction
 
 log = logging.getLogger(__name__)
+REBASE_BATCH = 1000  # clocks moved per write transaction when a calendar changes
+EDITED = "sla.edited"  # the fan-out event telling every process that a calendar or policy was saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,9 @@ def timers(book: ClockBook, clock: Mapping[str, Any], now: datetime) -> list[Tim
     state = book.evaluate(clock, now)
     if state is None:
         return []
+    if clock.get("business_due") is not None:
+        # the stored instants are authoritative: a resumed or rebased clock was re-planned from where it was
+        state = replace(state, business_due=clock["business_due"], warn_at=clock.get("warn_at"))
     out = []
     if clock.get("warned_at") is None and clock.get("breached_at") is None and state.warn_at is not None:
         out.append(Timer(clock["id"], "warn", state.warn_at))
@@ -74,6 +85,8 @@ async def fire(engine: AsyncEngine, book: ClockBook, clock_id: int, kind: str, n
         clock = await store.load_for_update(conn, clock_id)
         if clock is None or clock["fulfilled_at"] is not None or clock["status"] != "open":
             return None
+        if _moved_later(clock, kind, now):
+            return None  # a job armed before a re-plan (a calendar edit): the new instant has its own job
         business_s, wall_s = book.elapsed(clock, now)
         values: dict[str, Any]
         if kind == "warn":
@@ -106,6 +119,12 @@ async def fire(engine: AsyncEngine, book: ClockBook, clock_id: int, kind: str, n
     return Fired(clock_id, clock["conversation_id"], kind, notify, now, business_s, wall_s)
 
 
+def _moved_later(clock: Mapping[str, Any], kind: str, now: datetime) -> bool:
+    """Whether the instant of this warning or breach is now later than `now` (with a second of slack for timers)."""
+    instant = clock.get("warn_at") if kind == "warn" else clock.get("business_due") if kind == "breach" else None
+    return instant is not None and instant > now + timedelta(seconds=1)
+
+
 async def sweep(engine: AsyncEngine, book: ClockBook, now: Callable[[], datetime]) -> list[Fired]:
     """Fire whatever should have fired already (a missed job, a restart): the reconciliation pass."""
     fired = []
@@ -121,20 +140,116 @@ async def rebase_on_new_calendars(engine: AsyncEngine, book: ClockBook, now: dat
     current one: the business time they had left is planned on the new hours. Returns the moved clocks."""
     kept = await store.keep_calendar_versions(
         engine, {(c.name, c.version): calendar_to_json(c) for c in book.settings.calendars.values()}, now)
-    moved = []
+    moved, batch = [], []
+    old_calendars: dict[tuple[str, int], Calendar] = {}
     for clock in await store.running(engine):
-        old_definition = kept.get((clock["calendar"], clock["calendar_version"]))
-        if old_definition is None:
+        key = (clock["calendar"], clock["calendar_version"])
+        if key not in kept:
             continue  # a version from before versions were kept: it stays planned as it was
-        update = book.rebased(clock, calendar_from_json(old_definition), now)
+        if key not in old_calendars:  # one parsed calendar per version: its weekly tables are built once
+            old_calendars[key] = calendar_from_json(kept[key])
+        update = book.rebased(clock, old_calendars[key], now)
         if update is None:
             continue
         detail = f"calendar {clock['calendar']} version {clock['calendar_version']} -> {update['calendar_version']}"
-        await store.rebase(engine, clock, update, {
+        batch.append((clock, update, {
             "conversation_id": clock["conversation_id"], "clock_id": clock["id"], "target": clock["target"],
             "kind": "rebase", "at": now, "business_due": update.get("business_due", clock["business_due"]),
             "wall_due": clock["wall_due"], "detail": detail,
-        })
-        log.info("SLA clock %d: %s", clock["id"], detail)
+        }))
         moved.append({**clock, **update})
+        if len(batch) >= REBASE_BATCH:
+            await sla_edits.rebase_many(engine, batch)
+            batch = []
+    await sla_edits.rebase_many(engine, batch)
+    if moved:
+        log.info("SLA: %d running clock(s) moved to new calendar versions", len(moved))
     return moved
+
+
+async def settings_with_edits(engine: AsyncEngine, base: sla.SlaSettings) -> sla.SlaSettings:
+    """The configured SLA settings with the calendars and policies saved from the web in force."""
+    rows = await sla_edits.latest(engine)
+    calendars = {r["name"]: r["definition"] for r in rows if r["kind"] == "calendar"}
+    policies = {r["name"]: r["definition"] for r in rows if r["kind"] == "policy"}
+    return with_edits(base, calendars, policies) if rows else base
+
+
+async def use_edits(engine: AsyncEngine, book: ClockBook, base: sla.SlaSettings) -> bool:
+    """Put the saved calendars and policies in force in this process; whether anything changed. A saved
+    table that no longer parses (a calendar it names was removed from the file) keeps the settings as they
+    were, logged once."""
+    try:
+        settings = await settings_with_edits(engine, base)
+    except ConfigError as err:
+        log.error("SLA settings saved from the web no longer apply (%s); keeping the current ones", err)
+        return False
+    if settings == book.settings:
+        return False
+    book.use(settings)
+    log.info("SLA settings reloaded: calendars %s",
+             ", ".join(f"{c.name} v{c.version}" for c in settings.calendars.values()) or "none")
+    return True
+
+
+class EditFollower:
+    """Keeps this process's SLA settings in step with the calendars and policies saved from the web: at once
+    after a save here, on the fan-out's word for a save elsewhere, and by a periodic check (the fan-out is
+    at most once). The scheduler leader also rebases the running clocks and re-arms them."""
+
+    def __init__(self, engine: AsyncEngine, book: ClockBook, base: sla.SlaSettings, now: Callable[[], datetime],
+                 fan: Fanout, arm: Callable[[], Callable[[list[dict[str, Any]]], int] | None]) -> None:
+        self.engine, self.book, self.base, self.now, self.fan, self.arm = engine, book, base, now, fan, arm
+        self.seen = -1
+        self.rebasing: asyncio.Task[None] | None = None
+        self._one_at_a_time = asyncio.Lock()
+
+    async def apply(self, *, background: bool = False) -> None:
+        """Put the saved versions in force here; rebase and re-arm the running clocks when this process leads
+        (in the background when asked: with many open conversations that takes a while)."""
+        self.seen = await sla_edits.last_id(self.engine)
+        await use_edits(self.engine, self.book, self.base)
+        if self.arm() is None:
+            return
+        if background:
+            self.rebasing = asyncio.create_task(self._rebase(), name="sla:rebase")
+        else:
+            await self._rebase()
+
+    async def _rebase(self) -> None:
+        async with self._one_at_a_time:  # two saves in a row: the second pass finds the first one's work done
+            arm = self.arm()
+            if arm is not None:
+                arm(await rebase_on_new_calendars(self.engine, self.book, self.now()))
+
+    async def settled(self) -> None:
+        """Wait for the running clocks to be rebased after the last save (tests, shutdown)."""
+        if self.rebasing is not None:
+            await self.rebasing
+
+    async def saved(self) -> None:
+        """A calendar or policy was saved in this process: in force here at once, the running clocks rebased in
+        the background, and the other processes told."""
+        await self.apply(background=True)
+        await self.fan.publish({"kind": EDITED})
+
+    async def follow(self, poll_s: float = 60.0) -> None:
+        """Until cancelled: apply other processes' saves as they are announced, or within `poll_s`."""
+        async with self.fan.subscribe() as events:
+            pending: asyncio.Task[dict[str, Any]] | None = None
+            try:
+                while True:
+                    pending = pending or asyncio.ensure_future(anext(events))
+                    done, _ = await asyncio.wait({pending}, timeout=poll_s)
+                    if done:
+                        event, pending = pending.result(), None
+                        if event.get("kind") != EDITED or event.get("origin") == self.fan.origin:
+                            continue
+                    try:
+                        if await sla_edits.last_id(self.engine) != self.seen:
+                            await self.apply()
+                    except Exception:  # a database hiccup: the next check tries again
+                        log.exception("could not apply the SLA settings saved from the web")
+            finally:
+                if pending is not None:
+                    pending.cancel()

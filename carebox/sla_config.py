@@ -109,6 +109,11 @@ def _policy(index: int, raw: object, calendars: Mapping[str, Calendar], pausing:
     return Policy(name=name, targets=tuple(targets), pausing_statuses=statuses, **conditions)
 
 
+def policy_from_table(raw: Mapping[str, Any], calendars: Mapping[str, Calendar]) -> Policy:
+    """One policy from its `[[policies]]` table (as saved from the web); ConfigError naming the bad key."""
+    return _policy(0, raw, calendars, frozenset({"pending"}))
+
+
 def _calendar_ref(value: object, key: str, calendars: Mapping[str, Calendar]) -> str | None:
     """A calendar name from config; None for the wall clock."""
     if value == WALL_CLOCK:

@@ -222,6 +222,7 @@ class EmailConnector:
     """One brand mailbox: receives relayed mail over SMTP and answers through an SMTP server."""
 
     network = NETWORK
+    private_replies = False  # an e-mail is private already: one kind of reply
 
     def __init__(
         self, options: EmailOptions, *, password: str = "", imap_password: str = "", backoff: Backoff | None = None

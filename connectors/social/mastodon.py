@@ -356,6 +356,7 @@ class MastodonConnector:
     """Reads mention notifications of one Mastodon account and publishes replies for it."""
 
     network = NETWORK
+    private_replies = True  # the reply's visibility: the original's, or a `direct` mention
 
     def __init__(
         self,

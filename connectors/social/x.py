@@ -393,6 +393,7 @@ class XConnector:
     """Reads mentions (and DMs) of one X account and publishes replies for it."""
 
     network = NETWORK
+    private_replies = True  # a reply tweet, or a direct message to the customer
 
     def __init__(
         self,

@@ -80,3 +80,18 @@ async def log_in(page: Any, base: str, username: str) -> None:
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{base}/")
+
+
+async def serve(aiohttp_server: Any, settings: config.Settings) -> Any:
+    """carebox built from `settings`, seeded, served on a local port, replies recorded; skips without Chromium."""
+    from carebox.runtime import build_app
+    from tests.conftest import need_service
+    from tests.integration.test_web import RecordingConnector
+    from web.keys import connectors_key
+
+    need_service("Chromium", have_chromium(), f"{CHROMIUM} (apt-get install -y chromium)")
+    app = await build_app(settings)
+    srv = await aiohttp_server(app)
+    app[connectors_key]["sim"] = RecordingConnector()
+    await seed(app)
+    return srv

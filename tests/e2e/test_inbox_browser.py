@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,42 +9,14 @@ import pytest
 
 from carebox.ports import IngestBatch
 from carebox.store import actions
-from tests.conftest import need_service
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    browser_settings,
-    have_chromium,
-    inbound,
-    log_in,
-    seed,
-)
-from tests.integration.test_web import RecordingConnector
+from tests.e2e.harness import browser_settings, inbound, log_in, serve
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
 
 
 @pytest.fixture
 async def server(aiohttp_server, tmp_path) -> Any:
-    need_service("Chromium", have_chromium(), f"{CHROMIUM} (apt-get install -y chromium)")
-    from carebox.runtime import build_app
-    from web.keys import connectors_key
-
-    app = await build_app(browser_settings(tmp_path))
-    srv = await aiohttp_server(app)
-    app[connectors_key]["sim"] = RecordingConnector()
-    await seed(app)
-    return srv
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+    return await serve(aiohttp_server, browser_settings(tmp_path))
 
 
 def _base(server: Any) -> str:

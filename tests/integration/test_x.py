@@ -296,3 +296,13 @@ async def test_silent_stream_is_dropped_after_the_idle_timeout_and_reconnected(f
         await until(lambda: polled_since_stream_opened(fake))
         fake.add_tweet("ann", "@brand still there?")
         await sink.wait_for(lambda s: len(s.mentions) == 1)
+
+
+async def test_a_public_mention_can_be_answered_privately_by_direct_message(fake, make):
+    mention = fake.add_tweet("ann", "@brand my account number is on the bill?")
+    conn = make()
+    assert conn.private_replies
+    await conn.send_reply(OutboundReply("x", "brand", mention["id"], "sent you the details", public=False,
+                                        customer_id=mention["author_id"], thread_key=mention["conversation_id"]))
+    (posted,) = fake.posted
+    assert posted["participant_id"] == mention["author_id"] and "reply" not in posted  # a DM, not a reply tweet
