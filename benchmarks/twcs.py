@@ -53,6 +53,9 @@ async def run(data: str, batch: int, fmt: str) -> None:
         print(json.dumps(reports.to_json(report)["by_account"], indent=2, default=str))
     else:
         print(text_table(report.by_account, report.totals))
+    t = report.totals
+    print(f"\nnext responses: {t.nrt_wall.count}, wall p50 {t.nrt_wall.p50 or 0:.0f}s p90 {t.nrt_wall.p90 or 0:.0f}s, "
+          f"business p50 {t.nrt_business.p50 or 0:.0f}s p90 {t.nrt_business.p90 or 0:.0f}s")
     print(f"\n{len(records)} records ({len(records) - len(mentions)} rejected), {report.totals.conversations} conversations, "
           f"{len(report.by_account)} accounts; replay {replay_s:.1f}s, report {report_s:.2f}s; "
           f"report as of {last.isoformat()} ({report.timezone} service hours)")

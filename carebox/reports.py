@@ -256,6 +256,9 @@ class Figures:
     resolved: int
     resolution_wall: Summary
     in_incident: int
+    resolution_business: Summary = Summary()
+    nrt_wall: Summary = Summary()
+    nrt_business: Summary = Summary()
 
 
 def figures(key: str, agg: Mapping[str, Any], wall_picks: Mapping[int, float],
@@ -283,9 +286,20 @@ def figures(key: str, agg: Mapping[str, Any], wall_picks: Mapping[int, float],
         repeat_contacts=conversations - (agg.get("customers") or 0),
         sentiment_open=agg.get("sentiment_open"), sentiment_close=agg.get("sentiment_close"),
         resolved=resolved,
-        resolution_wall=Summary(resolved, agg.get("resolution_mean")) if resolved else Summary(),
+        resolution_wall=_measure(agg, "resolution", "wall") or (
+            Summary(resolved, agg.get("resolution_mean")) if resolved else Summary()),
         in_incident=agg.get("in_incident") or 0,
+        resolution_business=_measure(agg, "resolution", "business") or Summary(),
+        nrt_wall=_measure(agg, "nrt", "wall") or Summary(), nrt_business=_measure(agg, "nrt", "business") or Summary(),
     )
+
+
+def _measure(agg: Mapping[str, Any], name: str, side: str) -> Summary | None:
+    """The Summary of a resolution or next-response clock from its count, mean and picks (None when not asked)."""
+    picks = agg.get(f"{name}_{side}_picks")
+    if picks is None:
+        return None
+    return summary_from_picks(agg.get(f"{name}_n") or 0, agg.get(f"{name}_{side}_mean"), picks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,8 +373,16 @@ def figures_row(f: Figures) -> dict[str, Any]:
         "off_hours_wait_mean_s": f.off_hours_wait_mean_s, "off_hours_wait_share_pct": f.off_hours_wait_share_pct,
         "customers": f.customers, "repeat_contacts": f.repeat_contacts,
         "sentiment_open": f.sentiment_open, "sentiment_close": f.sentiment_close,
-        "resolved": f.resolved, "resolution_wall_mean_s": f.resolution_wall.mean, "in_incident": f.in_incident,
+        "resolved": f.resolved, **_summary_keys("resolution_wall", f.resolution_wall),
+        **_summary_keys("resolution_business", f.resolution_business),
+        "next_responses": f.nrt_wall.count, **_summary_keys("nrt_wall", f.nrt_wall),
+        **_summary_keys("nrt_business", f.nrt_business), "in_incident": f.in_incident,
     }
+
+
+def _summary_keys(prefix: str, s: Summary) -> dict[str, float | None]:
+    """`{prefix}_mean_s`, `{prefix}_p50_s`, `_p90_s`, `_p95_s`."""
+    return {f"{prefix}_mean_s": s.mean, f"{prefix}_p50_s": s.p50, f"{prefix}_p90_s": s.p90, f"{prefix}_p95_s": s.p95}
 
 
 def to_json(report: Report) -> dict[str, Any]:

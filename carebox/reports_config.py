@@ -43,6 +43,7 @@ class ReportSettings:
     digest_period: str = "weekly"
     digest_at: str = "08:00"
     digest_recipients: tuple[str, ...] = ()
+    digest_notifier: str = ""  # the e-mail [[notifiers]] entry whose SMTP settings send the digest
 
 
 def parse_settings(doc: Mapping[str, Any], sla: SlaSettings) -> ReportSettings:
@@ -69,8 +70,25 @@ def parse_settings(doc: Mapping[str, Any], sla: SlaSettings) -> ReportSettings:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
         raise ConfigError("reports.drill_limit", "an integer from 1 to 10000")
     period, at, recipients = _digest(table.get("digest", {}))
+    notifier = _digest_notifier(table.get("digest", {}), doc.get("notifiers", []), bool(recipients) and period != "off")
     contract = frozenset(p.name for p in sla.policies if p.target(TargetKind.FIRST_RESPONSE) is not None)
-    return ReportSettings(expectation, calendar, contract, exclude, limit, period, at, recipients)
+    return ReportSettings(expectation, calendar, contract, exclude, limit, period, at, recipients, notifier)
+
+
+def _digest_notifier(raw: Mapping[str, Any], notifiers: object, needed: bool) -> str:
+    """The e-mail notifier that sends the digest: the one named, else the first e-mail notifier."""
+    emails = [n["name"] for n in notifiers if isinstance(n, Mapping) and n.get("type") == "email"
+              and isinstance(n.get("name"), str)] if isinstance(notifiers, list) else []
+    name = raw.get("notifier", "")
+    if name:
+        if name not in emails:
+            raise ConfigError("reports.digest.notifier", f"the name of an e-mail [[notifiers]] entry "
+                                                         f"({', '.join(emails) or 'none configured'})")
+        return str(name)
+    if needed and not emails:
+        raise ConfigError("reports.digest.notifier", "an e-mail [[notifiers]] entry (type = \"email\") whose SMTP "
+                                                     "settings send the digest")
+    return emails[0] if emails else ""
 
 
 def _report_calendar(name: str, sla: SlaSettings) -> Calendar:
@@ -90,6 +108,8 @@ def _report_calendar(name: str, sla: SlaSettings) -> Calendar:
 def _digest(raw: object) -> tuple[str, str, tuple[str, ...]]:
     if not isinstance(raw, Mapping):
         raise ConfigError("reports.digest", "a table ([reports.digest])")
+    for unknown in set(raw) - {"period", "at", "recipients", "notifier"}:
+        raise ConfigError(f"reports.digest.{unknown}", "one of at, notifier, period, recipients")
     period = raw.get("period", "weekly")
     if period not in ("daily", "weekly", "off"):
         raise ConfigError("reports.digest.period", '"daily", "weekly" or "off"')

@@ -17,7 +17,7 @@ from carebox import reports, reports_config
 from carebox.errors import ConfigError
 from carebox.reports_charts import heatmap_svg, trend_svg
 from carebox.reports_whatif import compare, configured_scenario, outcome_row, scenarios
-from carebox.store import reporting
+from carebox.store import actions, reporting
 from web.auth import csrf_token
 from web.keys import engine_key, now_key, settings_key, user_key
 
@@ -128,11 +128,25 @@ async def drill(request: web.Request) -> dict[str, Any]:
             "csrf": await csrf_token(request)}
 
 
+async def _audit_export(request: web.Request, kind: str, scope: reporting.Scope, by: str | None = None) -> None:
+    """Record who exported what: the format, the period, the breakdown and the incident choice."""
+    detail: dict[str, Any] = {
+        "since": scope.since.isoformat() if scope.since else None,
+        "until": scope.until.isoformat() if scope.until else None,
+        "exclude_incidents": scope.exclude_incidents,
+    }
+    if by is not None:
+        detail["by"] = by
+    await actions.record_audit(request.app[engine_key], request.app[now_key](), request[user_key]["id"],
+                               f"export.{kind}", None, **detail)
+
+
 async def export_csv(request: web.Request) -> web.StreamResponse:
     """One row per conversation with every clock value, streamed."""
     _require_manager(request)
     rs = _report_settings(request)
     scope = _scope(request, rs)  # a bad date is a 400 before any header is sent
+    await _audit_export(request, "report.csv", scope)
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="carebox-conversations.csv"'})
     await response.prepare(request)
@@ -154,8 +168,9 @@ async def export_json(request: web.Request) -> web.Response:
     """The whole report as JSON (the same document as `carebox report --format json`)."""
     _require_manager(request)
     rs = _report_settings(request)
-    scope = _scope(request, rs)
-    report = await reporting.build_report(request.app[engine_key], scope, rs, by=_by(request))
+    scope, by = _scope(request, rs), _by(request)
+    await _audit_export(request, "report.json", scope, by)
+    report = await reporting.build_report(request.app[engine_key], scope, rs, by=by)
     doc = reports.to_json(report)
     whatif = await _whatif(request, request.app[engine_key], scope)
     if whatif:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,8 +15,11 @@ from typing import IO, Any
 from carebox import config, reports, reports_config
 from carebox.errors import ConfigError
 from carebox.reports_charts import render_digest, text_table
+from carebox.reports_digest import DigestPlan, digest_email
 from carebox.reports_whatif import compare, configured_scenario, outcome_row, scenarios
 from carebox.store import reporting
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,3 +115,51 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return "" if value is None else value
+
+
+# --- the scheduled digest (run by the scheduler leader; wired in carebox.runtime) ---------------------------
+
+_SMTP_SECURITY: dict[str, dict[str, Any]] = {
+    "auto": {"start_tls": None}, "starttls": {"start_tls": True}, "tls": {"use_tls": True}, "none": {"start_tls": False},
+}
+
+
+class DigestJob:
+    """Builds the digest over the period that just ended and e-mails it through the e-mail notifier's SMTP."""
+
+    def __init__(self, settings: config.Settings, rs: reports_config.ReportSettings, engine: Any,
+                 now: Callable[[], datetime]) -> None:
+        self.settings, self.rs, self.engine, self.now = settings, rs, engine, now
+        self.plan = DigestPlan(rs.digest_period, rs.digest_at, rs.calendar.timezone)
+
+    async def run(self) -> None:
+        """One run, for the period ending at the last local midnight (daily) or Monday (weekly)."""
+        await self.send(self.now())
+
+    async def send(self, run_at: datetime) -> None:
+        """Build, render and send the digest a run at `run_at` owes its recipients."""
+        import os
+
+        import aiosmtplib
+
+        since, until = self.plan.window(run_at)
+        report = await reporting.build_report(self.engine, reporting.make_scope(self.rs, run_at, since=since, until=until),
+                                              self.rs)
+        subject, text, html = render_digest(report)
+        options = self.settings.alerting.receivers[self.rs.digest_notifier].options
+        message = digest_email(subject, text, html, str(options["sender"]), self.rs.digest_recipients)
+        password_env = options.get("password_env")
+        await aiosmtplib.send(message, hostname=str(options["host"]), port=int(options.get("port", 587)),
+                              username=options.get("username"), password=os.environ.get(password_env) if password_env else None,
+                              timeout=float(options.get("timeout", 10.0)),
+                              **_SMTP_SECURITY.get(str(options.get("security", "auto")), {}))
+        log.info("report digest %s..%s sent to %d recipient(s)", since.isoformat(), until.isoformat(),
+                 len(self.rs.digest_recipients))
+
+
+def digest_job(settings: config.Settings, engine: Any, now: Callable[[], datetime]) -> DigestJob | None:
+    """The digest job when one is configured (a period, recipients and an e-mail notifier), else None."""
+    rs = reports_config.parse_settings(settings.raw, settings.sla)
+    if rs.digest_period == "off" or not rs.digest_recipients or not rs.digest_notifier:
+        return None
+    return DigestJob(settings, rs, engine, now)

@@ -14,13 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carebox import reports, reports_config
 from carebox.models import Conversation, SlaClock, User
 from carebox.reports import LocalTimePlan
+from carebox.store.report_measures import add_measures, open_before
 
 conv = Conversation.__table__  # type: ignore[attr-defined]
 clock = SlaClock.__table__  # type: ignore[attr-defined]
 user = User.__table__  # type: ignore[attr-defined]
 FIRST = "first_response"
 UNASSIGNED = "(unassigned)"
-DRILL_METRICS = ("all", "answered", "unanswered", "met", "breached", "late", "off_hours", "incident")
+DRILL_METRICS = ("all", "answered", "unanswered", "met", "breached", "late", "off_hours", "incident", "resolved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,8 @@ def base_select(scope: Scope, dialect: str) -> Any:
         conv.c.sentiment_open, conv.c.sentiment_last,
         sa.case((conv.c.resolved_at.is_not(None), _epoch(conv.c.resolved_at, dialect) - epoch), else_=None).label("resolution_s"),
         _local(plan, epoch).label("local"),
+        sa.case((conv.c.resolved_at.is_not(None), _local(plan, _epoch(conv.c.resolved_at, dialect))),
+                else_=None).label("res_local"),
     ]
     stmt = (
         sa.select(*cols)
@@ -128,6 +131,8 @@ def derived(rows: Any, plan: LocalTimePlan) -> Any:
     return sa.select(
         rows, _flag(sa.not_(_open(plan, local))).label("off"), ((local + 3 * 86400) // 3600 % 168).label("how"),
         day.label("day"), (day - (day + 3) % 7).label("week"),
+        sa.case((rows.c.res_local.is_not(None), open_before(plan, rows.c.res_local) - open_before(plan, local)),
+                else_=None).label("res_business_s"),
     ).subquery("b")
 
 
@@ -182,8 +187,10 @@ Grouped = dict[Any, tuple[dict[str, Any], dict[int, float], dict[int, float]]]
 
 async def _grouped(conn: AsyncConnection, b: Any, key_name: str | None, *,
                    clocks: tuple[str, ...] = ("wall_s", "business_s"),
-                   quantiles: tuple[float, ...] = reports.QUANTILES, customers: bool = True) -> Grouped:
-    """Aggregates and percentile picks per value of b.<key_name> (one group "" when None)."""
+                   quantiles: tuple[float, ...] = reports.QUANTILES, customers: bool = True,
+                   measures: bool = False) -> Grouped:
+    """Aggregates and percentile picks per value of b.<key_name> (one group "" when None); with `measures`,
+    resolution and next-response figures too."""
     key = b.c[key_name] if key_name else None
     stmt = sa.select(*([key.label("k")] if key is not None else [sa.literal("").label("k")]), *_aggregates(b, customers))
     if key is not None:
@@ -193,6 +200,8 @@ async def _grouped(conn: AsyncConnection, b: Any, key_name: str | None, *,
         agg = dict(row._mapping)
         if agg["conversations"]:
             out[agg.pop("k")] = (agg, {}, {})
+    if measures:
+        await add_measures(conn, b, key_name, out)
     wanted = {k: {r for q in quantiles for r in reports.quantile_ranks(e[0]["n_wall"], q)}
               for k, e in out.items() if e[0]["n_wall"]}
     if not wanted:
@@ -235,9 +244,9 @@ async def build_report(engine: AsyncEngine, scope: Scope, settings: reports_conf
         scope = await _with_plan(conn, scope, settings)
         assert scope.plan is not None
         b = await materialize(conn, scope, engine.dialect.name)
-        totals = (await _grouped(conn, b, None)).get("")
-        groups = await _grouped(conn, b, f"d_{by}")
-        accounts = groups if by == "account" else await _grouped(conn, b, "d_account")
+        totals = (await _grouped(conn, b, None, measures=True)).get("")
+        groups = await _grouped(conn, b, f"d_{by}", measures=True)
+        accounts = groups if by == "account" else await _grouped(conn, b, "d_account", measures=True)
         daily = await _grouped(conn, b, "day", quantiles=(0.5,), customers=False)
         weekly = await _grouped(conn, b, "week", quantiles=(0.5,), customers=False)
         heat = await heatmap_cells(conn, b)
@@ -278,6 +287,7 @@ async def _with_plan(conn: AsyncConnection, scope: Scope, settings: reports_conf
         lo, hi = (await conn.execute(sa.select(sa.func.min(conv.c.first_message_at), sa.func.max(conv.c.first_message_at)))).one()
         since = since or lo or scope.now
         until = until or hi or scope.now
+    until = max(until, scope.now)  # resolutions of the period's conversations may come after it
     return replace(scope, plan=reports.local_plan(settings.calendar, since, until))
 
 
@@ -288,7 +298,7 @@ def _row_stmt(b: Any, metric: str, extra: Mapping[str, int]) -> Any:
     cond = {
         "all": sa.true(), "answered": b.c.answered == 1, "unanswered": b.c.answered == 0, "met": b.c.met == 1,
         "breached": b.c.breached == 1, "late": sa.and_(b.c.decided == 1, b.c.within == 0), "off_hours": b.c.off == 1,
-        "incident": b.c.incident == 1,
+        "incident": b.c.incident == 1, "resolved": b.c.resolution_s.is_not(None),
     }[metric]
     stmt = sa.select(b).where(cond)
     for name, value in extra.items():  # day, week or how, from a trend point or a heatmap cell
@@ -316,7 +326,8 @@ CSV_COLUMNS = (
     "conversation_id", "network", "account", "agent", "priority", "category", "language", "customer_id", "status",
     "policy", "calendar", "first_message_at", "first_response_at", "resolved_at", "business_due", "wall_due",
     "frt_business_s", "frt_wall_s", "sla", "within_expectation", "off_hours_arrival", "incident_id",
-    "sentiment_open", "sentiment_last",
+    "sentiment_open", "sentiment_last", "resolution_wall_s", "resolution_business_s", "next_responses",
+    "nrt_wall_max_s", "nrt_business_max_s",
 )
 
 
@@ -326,11 +337,19 @@ async def conversation_rows(engine: AsyncEngine, scope: Scope, settings: reports
         scope = await _with_plan(conn, scope, settings)
         assert scope.plan is not None
         b = derived(base_select(scope, engine.dialect.name).subquery("rows"), scope.plan)
+        nr = clock.alias("nr")
+        nrt = (sa.select(nr.c.conversation_id, sa.func.count().label("next_responses"),
+                         sa.func.max(nr.c.wall_s).label("nrt_wall_max_s"),
+                         sa.func.max(nr.c.business_s).label("nrt_business_max_s"))
+               .where(nr.c.target == "next_response", nr.c.fulfilled_at.is_not(None))
+               .group_by(nr.c.conversation_id).subquery("nrt"))
         stmt = (
             sa.select(b, conv.c.status, conv.c.policy, clock.c.calendar, conv.c.first_message_at,
-                      clock.c.fulfilled_at, conv.c.resolved_at, clock.c.business_due, clock.c.wall_due)
+                      clock.c.fulfilled_at, conv.c.resolved_at, clock.c.business_due, clock.c.wall_due,
+                      nrt.c.next_responses, nrt.c.nrt_wall_max_s, nrt.c.nrt_business_max_s)
             .join(conv, conv.c.id == b.c.id)
             .outerjoin(clock, sa.and_(clock.c.conversation_id == b.c.id, clock.c.target == FIRST))
+            .outerjoin(nrt, nrt.c.conversation_id == b.c.id)
             .order_by(conv.c.first_message_at, b.c.id)
         )
         result = await conn.stream(stmt)
@@ -350,6 +369,9 @@ def _csv_row(m: Mapping[str, Any]) -> dict[str, Any]:
         "frt_business_s": m["business_s"], "frt_wall_s": m["wall_s"], "sla": sla,
         "within_expectation": "" if not m["decided"] else bool(m["within"]), "off_hours_arrival": bool(m["off"]),
         "incident_id": m["incident_id"], "sentiment_open": m["sentiment_open"], "sentiment_last": m["sentiment_last"],
+        "resolution_wall_s": m["resolution_s"], "resolution_business_s": m["res_business_s"],
+        "next_responses": m["next_responses"] or 0, "nrt_wall_max_s": m["nrt_wall_max_s"],
+        "nrt_business_max_s": m["nrt_business_max_s"],
     }
 
 

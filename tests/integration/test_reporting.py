@@ -360,3 +360,21 @@ async def test_agents_cannot_see_reports(web_client):
     await _login(web_client, "agent")
     for path in ("/reports", "/reports/drill", "/reports/export.csv", "/reports/export.json"):
         assert (await web_client.get(path)).status == 403
+
+
+async def test_every_web_export_is_audited_with_who_and_what_scope(web_client):
+    await _login(web_client, "boss")
+    from web.keys import engine_key
+
+    engine = web_client.app[engine_key]
+    assert (await web_client.get("/reports/export.csv?since=2025-11-01&exclude_incidents=1")).status == 200
+    assert (await web_client.get("/reports/export.json?by=network&until=2025-12-01")).status == 200
+    assert (await web_client.get("/reports/export.csv?since=yesterday")).status == 400  # refused: nothing exported
+    async with engine.connect() as c:
+        rows = (await c.execute(sa.text(
+            "SELECT a.action, a.detail, u.username FROM auditevent a JOIN \"user\" u ON u.id = a.user_id"
+            " WHERE a.action LIKE 'export.%' ORDER BY a.id"))).all()
+    assert [(r.action, r.username) for r in rows] == [("export.report.csv", "boss"), ("export.report.json", "boss")]
+    csv_scope, json_scope = (json.loads(r.detail) for r in rows)
+    assert csv_scope == {"since": "2025-11-01T00:00:00+00:00", "until": None, "exclude_incidents": True}
+    assert json_scope["by"] == "network" and json_scope["until"] == "2025-12-01T00:00:00+00:00"
