@@ -1,6 +1,6 @@
 """Ingest throughput and arrival-to-visible latency of the embedded pipeline, against the machine's references.
 
-    python -m benchmarks.ingest [--n 20000] [--steady-n 10000] [--rate 1000] [--workers 2] [--quick]
+    python -m benchmarks.ingest [--n 20000] [--steady-n 10000] [--rate 1000] [--workers N] [--quick]
                                 [--profile docs/profiles/ingest.txt]
 
 Mentions come from the simulator (the JSONL `carebox simulate` writes), go through the embedded queue into
@@ -8,7 +8,9 @@ Mentions come from the simulator (the JSONL `carebox simulate` writes), go throu
 committed rows) and into a migrated SQLite file (WAL). Runs, each on a fresh database:
   * full speed: every batch put as fast as the queue accepts; mentions/s from the first put to the last commit;
   * steady: `--rate` mentions/s paced in batches of 50 every 50 ms, on top of the full-speed database;
-  * pooled: full speed again, triage precomputed in carebox.triage_pool (benchmarks/proto_pooled_ingest.py).
+  * pooled: both runs again on a fresh file with the product's triage pool (`[pipeline] triage_workers`,
+    default one per CPU but one): consume takes and triages the next batch on the workers while it writes;
+    the stored triage is compared with the in-process run's, row by row.
 Arrival = the moment a batch is put into the queue; visible = the commit that stores it (observer called
 after commit); a reader thread also polls `SELECT ... FROM mention WHERE external_id IN (...)` for one
 mention in 50 to confirm. References on the same rows and texts, in the same run: raw sqlite3 executemany
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -37,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
 from benchmarks import _common as common
-from benchmarks.proto_pooled_ingest import PrecomputedTriager, consume_pooled
 from carebox import config
 from carebox.incidents import OutageWatcher
 from carebox.outage import Detector
@@ -107,6 +109,9 @@ async def run_pipeline(url: str, mentions: list[InboundMention], *, rate: float 
     """Put `mentions` through queue -> consume -> SQLite; returns throughput, latencies and counts."""
     engine = make_engine(url)
     pipeline, _book = make_pipeline(settings, engine)
+    pipeline.triage_pool = pool
+    if pool is not None:
+        pool.local = pipeline.triager  # as runtime.make_pipeline does: one Triager in this process
     watcher = OutageWatcher(engine, Detector(settings.outage))
     await watcher.start()
     arrivals: dict[str, float] = {}
@@ -121,13 +126,9 @@ async def run_pipeline(url: str, mentions: list[InboundMention], *, rate: float 
     probe = Probe(url.split(":///", 1)[1])
     probe.thread.start()
     wall = datetime.now
-    if pool is not None:
-        pipeline.triager = PrecomputedTriager(pipeline.triager)  # type: ignore[assignment]
-        consumer = asyncio.create_task(consume_pooled(queue, pipeline, pool, batch_size=settings.pipeline.batch_size,
-                                                      wait_s=settings.pipeline.batch_wait_s, now=lambda: wall(UTC)))
-    else:
-        consumer = asyncio.create_task(consume(queue, pipeline, batch_size=settings.pipeline.batch_size,
-                                               wait_s=settings.pipeline.batch_wait_s, now=lambda: wall(UTC)))
+    pooled_before, local_before = (pool.pooled, pool.in_process) if pool else (0, 0)
+    consumer = asyncio.create_task(consume(queue, pipeline, batch_size=settings.pipeline.batch_size,
+                                           wait_s=settings.pipeline.batch_wait_s, now=lambda: wall(UTC)))
     start, cpu_start, main_start = time.perf_counter(), common.cpu_seconds_tree(), time.process_time()
     await produce(queue, mentions, rate, arrivals, probe)
     expected = len({(m.network, m.external_id) for m in mentions})
@@ -141,7 +142,6 @@ async def run_pipeline(url: str, mentions: list[InboundMention], *, rate: float 
     probe.stop.set()
     await asyncio.to_thread(probe.thread.join, 10)
     await engine.dispose()
-    pre = pipeline.triager
     return {
         "mentions": len(visible), "seconds": round(seconds, 3), "per_second": len(visible) / seconds,
         "cpu_seconds": round(cpu, 3), "per_cpu_second": len(visible) / cpu if cpu else None,
@@ -150,8 +150,8 @@ async def run_pipeline(url: str, mentions: list[InboundMention], *, rate: float 
         "visible_p50_ms": common.percentile(visible, 50) * 1000, "visible_p99_ms": common.percentile(visible, 99) * 1000,
         "probed": len(probe.latency), "probe_p50_ms": common.percentile(probe.latency, 50) * 1000,
         "probe_p99_ms": common.percentile(probe.latency, 99) * 1000,
-        "precomputed_hits": getattr(pre, "hits", None), "precomputed_misses": getattr(pre, "misses", None),
-        "precomputed_checked": getattr(pre, "checked", None), "precomputed_mismatches": getattr(pre, "mismatches", None),
+        "triaged_in_workers": pool.pooled - pooled_before if pool else 0,
+        "triaged_in_process": pool.in_process - local_before if pool else None,
     }
 
 
@@ -170,6 +170,23 @@ async def produce(queue: EmbeddedQueue, mentions: list[InboundMention], rate: fl
             if (k + j) % PROBE_EVERY == 0:
                 probe.arrive(m.external_id, now)
         await queue.put(IngestBatch(source="bench", mentions=tuple(chunk), cursor=str(k + len(chunk))))
+
+
+def triage_mismatches(url: str, other: str) -> dict[str, int]:
+    """Per triage column, mentions whose stored value differs between two runs on the same mentions.
+
+    Language, polarity, category and cluster key must never differ; priority may, for a few repeat customers,
+    since the repeat-contact count reads the conversations committed before the batch, and batch boundaries
+    depend on timing."""
+    cols = ("language", "polarity", "category", "cluster_key", "priority")
+    dumps = []
+    for u in (url, other):
+        with contextlib.closing(sqlite3.connect(u.split(":///", 1)[1])) as conn:
+            dumps.append({r[0]: r[1:] for r in conn.execute(f"SELECT external_id, {', '.join(cols)} FROM mention")})
+    a, b = dumps
+    none = (None,) * len(cols)
+    keys = a.keys() | b.keys()
+    return {c: sum(a.get(k, none)[i] != b.get(k, none)[i] for k in keys) for i, c in enumerate(cols)}
 
 
 def sqlite_reference(url: str, stored: str, batch: int) -> dict[str, Any]:
@@ -238,16 +255,18 @@ async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         result["steady"] = await run_pipeline(url, steady, rate=args.rate, pool=None, settings=settings)
     result["peak_rss_mb"] = {"in_process": round(rss.peak_total_mb, 1)}
     result["sqlite_executemany"] = sqlite_reference(await fresh_db(folder, "reference"), url.split(":///", 1)[1], args.batch)
-    if args.workers:
-        pool = TriagePool(settings.triage, PoolSettings(workers=args.workers, chunk_size=args.batch // args.workers,
-                                                        in_process_below=1))
+    workers = settings.pipeline.triage_workers if args.workers is None else args.workers
+    if workers:
+        pool = TriagePool(settings.triage, PoolSettings.from_pipeline(workers, settings.pipeline.triage_batch))
         async with pool:
             with common.RssSampler() as rss:
                 url2 = await fresh_db(folder, "pooled")
                 result["pooled_full_speed"] = await run_pipeline(url2, full, rate=None, pool=pool, settings=settings)
                 result["pooled_steady"] = await run_pipeline(url2, steady, rate=args.rate, pool=pool, settings=settings)
         result["peak_rss_mb"]["pooled_total"] = round(rss.peak_total_mb, 1)
-    result["textblob"] = textblob_reference(texts, args.workers)
+        result["pool"] = {"workers": workers, "triage_batch": settings.pipeline.triage_batch,
+                          "triage_mismatches": triage_mismatches(url, url2)}
+    result["textblob"] = textblob_reference(texts, os.cpu_count() or 1)  # the machine's cores
     result["inbound_share"] = len(texts) / len(full)
     return result
 
@@ -292,8 +311,14 @@ def report(result: dict[str, Any]) -> str:
     if "pool_per_second" in blob:
         rows.append([f"TextBlob sentiment alone, {blob['workers']} processes", blob["texts"], blob["pool_per_second"],
                      "", "", "", "", "", "100%", ""])
-    return common.table(["run", "mentions", "per s", "p50 ms", "p99 ms", "probe p99 ms", "per CPU-s",
+    table = common.table(["run", "mentions", "per s", "p50 ms", "p99 ms", "probe p99 ms", "per CPU-s",
                          "per ingest-proc CPU-s", "of TextBlob", "of sqlite"], rows)
+    pool = result.get("pool")
+    if pool is None:
+        return table
+    done = result["pooled_full_speed"]["triaged_in_workers"] + result["pooled_steady"]["triaged_in_workers"]
+    return (table + f"\ntriage pool: {pool['workers']} workers, triage_batch {pool['triage_batch']}; {done:,} messages "
+            f"triaged in workers; stored triage differing from the in-process run: {pool['triage_mismatches']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-n", type=int, default=10_000, help="mentions in the steady runs")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady arrival rate, mentions/s")
     parser.add_argument("--batch", type=int, default=500, help="pipeline batch size (mentions per transaction)")
-    parser.add_argument("--workers", type=int, default=2, help="triage pool workers (0 skips the pooled runs)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="triage pool workers (default: the config's triage_workers; 0 skips the pooled runs)")
     parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument text profile of the full-speed run")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here (default benchmarks/results/)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")

@@ -1,13 +1,13 @@
 """Peak RSS of an embedded carebox ingesting, on an empty store and with 1M mentions stored.
 
-    python -m benchmarks.memory [--stored 1000000] [--ingest 5000] [--workers 2] [--quick]
+    python -m benchmarks.memory [--stored 1000000] [--ingest 5000] [--workers N] [--quick]
 
 The stored history is made fast, not through the pipeline: a few thousand mentions go through the real
 pipeline into a template file, then every row of it (customers, identities, conversations, clocks, events,
 mentions) is copied with sqlite3 executemany, ids and foreign keys shifted, until `--stored` mentions exist.
 Each measurement runs in a fresh process (so the copy's memory does not count): it opens the store, runs the
 inbox's first page and counts, then ingests `--ingest` new mentions through queue -> pipeline (with the
-triage pool when `--workers` > 0). Reported: that process's peak RSS (VmHWM), and the peak of the PSS summed
+triage pool when `--workers` > 0; default: the product's `[pipeline] triage_workers`). Reported: that process's peak RSS (VmHWM), and the peak of the PSS summed
 over it and its descendants (forkserver, pool workers; PSS counts pages they share once), sampled every 0.25 s.
 """
 
@@ -110,7 +110,8 @@ async def _measure(db: str, folder: Path, n: int, workers: int) -> dict[str, Any
     await engine.dispose()
     out["rss_mb_after_inbox"] = round(common.rss_mb(), 1)
     mentions = ingest.simulate(folder, n, seed=3)
-    pool = TriagePool(settings.triage, PoolSettings(workers=workers, chunk_size=250, in_process_below=1)) if workers else None
+    p = settings.pipeline
+    pool = TriagePool(settings.triage, PoolSettings.from_pipeline(workers, p.triage_batch)) if workers else None
     with common.RssSampler(every_s=0.25) as rss:
         if pool is not None:
             await pool.start()
@@ -149,12 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stored", type=int, default=1_000_000, help="mentions stored before measuring")
     parser.add_argument("--ingest", type=int, default=5000, help="mentions ingested while measuring")
-    parser.add_argument("--workers", type=int, default=2, help="triage pool workers (0 = triage in process)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="triage pool workers (0 = triage in process; default: the config's triage_workers)")
     parser.add_argument("--template", type=int, default=3000, help="mentions the template store gets from the pipeline")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--phase", choices=("all", "measure"), default="all", help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.workers is None:
+        from carebox import config
+
+        args.workers = config.parse({}).pipeline.triage_workers
     if args.phase == "measure":
         with tempfile.TemporaryDirectory(prefix="carebox-mem-") as tmp:
             print(json.dumps(asyncio.run(_measure(args.db, Path(tmp), args.ingest, args.workers))))

@@ -40,9 +40,10 @@ from carebox.store.engine import make_engine
 SPENT: Counter[str] = Counter()
 CALLS: Counter[str] = Counter()
 TARGETS = [
-    (pipeline.Pipeline, "ingest"), (pipeline.Pipeline, "_thread"), (pipeline.Pipeline, "_write"),
+    (pipeline.Pipeline, "ingest"), (pipeline.Pipeline, "pretriage"), (pipeline.Pipeline, "_thread"), (pipeline.Pipeline, "_write"),
     (pipeline.Pipeline, "_write_clocks"), (pipeline.Pipeline, "_apply_inbound"), (pipeline.Pipeline, "_open"),
-    (pipeline.Pipeline, "_mention_row"), (triage_mod.Triager, "triage"), (clocks.ClockBook, "start"),
+    (pipeline.Pipeline, "_mention_row"), (triage_mod.Triager, "triage"), (triage_mod.Triager, "with_contacts"),
+    (clocks.ClockBook, "start"),
     *((sql, name) for name in ("mention_conversations", "customers_for", "conversations_by_id",
                                "latest_open_conversations", "recent_conversation_counts", "running_clocks",
                                "insert_returning_ids", "update_by_id", "insert_mentions", "insert_rows",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from carebox.queue import Envelope, Queue
 from carebox.store import actions, queries
 from carebox.store import ingest as sql
 from carebox.store.engine import write_transaction
-from carebox.triage import Triage, Triager
+from carebox.triage import Triage, TriageInput, Triager
+from carebox.triage_pool import TriagePool
 
 log = logging.getLogger(__name__)
 SNIPPET = 280
@@ -104,17 +106,38 @@ class Pipeline:
         quiet_gap_s: float = 24 * 3600.0,
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
         on_clocks: Callable[[list[dict[str, Any]]], None] | None = None,
+        triage_pool: TriagePool | None = None,
     ) -> None:
         self.engine = engine
         self.triager = triager
+        self.triage_pool = triage_pool
         self.clocks = clocks
         self.quiet_gap = timedelta(seconds=quiet_gap_s)
         self.on_committed = on_committed
         self.observers: list[Callable[[list[dict[str, Any]]], None]] = []
         self.on_clocks = on_clocks
 
-    async def ingest(self, batches: Sequence[IngestBatch], now: datetime, *, sent_by: Mapping[str, int] | None = None) -> int:
-        """Store a group of batches in one transaction with their cursors; returns the mentions added."""
+    async def pretriage(self, batches: Sequence[IngestBatch]) -> dict[tuple[str, str], Triage]:
+        """First-contact triage of the batches' inbound mentions, on the pool's workers when there is one."""
+        inbound: dict[tuple[str, str], InboundMention] = {}
+        for b in batches:
+            for m in b.mentions:
+                if m.direction is Direction.INBOUND:
+                    inbound.setdefault((m.network, m.external_id), m)
+        items = [TriageInput(m.text, m.followers, m.verified, m.public, m.reposts, 0, m.lang_hint)
+                 for m in inbound.values()]
+        if self.triage_pool is None:
+            return dict(zip(inbound, self.triager.triage_many(items), strict=True))
+        return dict(zip(inbound, await self.triage_pool.triage_many(items), strict=True))
+
+    async def ingest(self, batches: Sequence[IngestBatch], now: datetime, *, sent_by: Mapping[str, int] | None = None,
+                     triaged: Mapping[tuple[str, str], Triage] | None = None) -> int:
+        """Store a group of batches in one transaction with their cursors; returns the mentions added.
+
+        Triage runs before the transaction (`triaged`, from `pretriage`, when the caller did it ahead), so
+        the write lock is held for the look-ups and inserts only."""
+        if triaged is None:
+            triaged = await self.pretriage(batches)
         cursors = {b.source: b.cursor for b in batches if b.cursor is not None}
         rejected = [r for b in batches for r in b.rejected]
         fresh = self._dedup_in_batch([m for b in batches for m in b.mentions])
@@ -123,7 +146,7 @@ class Pipeline:
             stored = await sql.mention_conversations(conn, [(m.network, m.external_id) for m in fresh])
             fresh = [m for m in fresh if (m.network, m.external_id) not in stored]
             fresh.sort(key=lambda m: m.created_at)
-            await self._thread(conn, work, fresh)
+            await self._thread(conn, work, fresh, triaged)
             await self._write(conn, work, sent_by or {})
             await sql.insert_rows(conn, sql.dead_letter_t, [self._dead_letter(r, now) for r in rejected])
             await sql.save_cursors(conn, cursors, now)
@@ -150,7 +173,8 @@ class Pipeline:
     def _dead_letter(r: Rejected, now: datetime) -> dict[str, Any]:
         return {"source": r.source, "payload": r.payload, "reason": r.reason, "created_at": now}
 
-    async def _thread(self, conn: Any, work: _Work, fresh: list[InboundMention]) -> None:
+    async def _thread(self, conn: Any, work: _Work, fresh: list[InboundMention],
+                      triaged: Mapping[tuple[str, str], Triage]) -> None:
         """Attach every new mention to a conversation, creating conversations as needed."""
         inbound = [m for m in fresh if m.direction is Direction.INBOUND]
         customers = await sql.customers_for(conn, self._people(inbound), work.now)
@@ -172,10 +196,11 @@ class Pipeline:
             customer_id = customers.get((m.network, m.author_id)) if m.direction is Direction.INBOUND else None
             conv = self._conversation_for(work, m, customer_id)
             if m.direction is Direction.INBOUND and customer_id is not None:
-                triage = self.triager.triage(
-                    m.text, followers=m.followers, verified=m.verified, public=m.public, reposts=m.reposts,
-                    recent_contacts=repeats.get(customer_id, 0), lang_hint=m.lang_hint,
-                )
+                first = triaged.get((m.network, m.external_id))
+                if first is None:  # not triaged ahead (cannot happen through ingest; kept for safety)
+                    first = self.triager.triage(m.text, followers=m.followers, verified=m.verified, public=m.public,
+                                                reposts=m.reposts, lang_hint=m.lang_hint)
+                triage = self.triager.with_contacts(first, repeats.get(customer_id, 0))
                 if conv is None:
                     conv = self._open(work, m, customer_id, triage)
                 self._apply_inbound(work, conv, m, triage)
@@ -365,17 +390,27 @@ async def reply(
     text: str,
     user_id: int,
     now: Callable[[], datetime],
+    public: bool | None = None,
 ) -> SentReply:
-    """Publish an agent's reply through the conversation's connector, then record it as a response."""
+    """Publish an agent's reply through the conversation's connector, then record it as a response. `public`
+    chooses a public reply or a private message; by default the kind of the customer's last message."""
+    from carebox.errors import ReplyRejected
+
     target = await queries.reply_target(pipeline.engine, conversation_id)
     if target is None:
         raise NotFound(f"conversation {conversation_id}")
     conv, last = target["conversation"], target["last_inbound"]
     if last is None:
         raise NotFound(f"no customer message to answer in conversation {conversation_id}")
+    if public is None:
+        public = bool(last["public"])
+    elif public and not last["public"]:
+        raise ReplyRejected(connector.name, "a private message is answered privately (there is no public post to reply to)")
+    elif not public and not getattr(connector, "private_replies", False):
+        raise ReplyRejected(connector.name, f"{conv['network']} has no private replies here")
     outbound = OutboundReply(
         network=conv["network"], account=conv["account"], in_reply_to=last["external_id"], text=text,
-        public=conv["public"], customer_handle=last["author_handle"], customer_id=last["author_id"],
+        public=public, customer_handle=last["author_handle"], customer_id=last["author_id"],
         thread_key=conv["thread_key"],
     )
     try:
@@ -388,26 +423,66 @@ async def reply(
         network=conv["network"], account=conv["account"], external_id=sent.external_id,
         author_id=conv["account"], author_handle=conv["account"], text=text, created_at=sent.created_at,
         direction=Direction.OUTBOUND, in_reply_to=last["external_id"], thread_key=conv["thread_key"],
-        public=conv["public"], url=sent.url, raw=dict(sent.raw) or None,
+        public=public, url=sent.url, raw=dict(sent.raw) or None,
     )
     await pipeline.ingest([IngestBatch(source=connector.name, mentions=(mention,))], now(), sent_by={sent.external_id: user_id})
     await actions.record_audit(pipeline.engine, now(), user_id, "reply", conversation_id, external_id=sent.external_id)
     return sent
 
 
+Taken = tuple[list[Envelope], dict[tuple[str, str], Triage] | None]
+STOPPED = "pipeline stopped before storing this batch"
+
+
 async def consume(queue: Queue, pipeline: Pipeline, *, batch_size: int, wait_s: float, now: Callable[[], datetime]) -> None:
-    """Move batches from the queue into the store until cancelled; a batch that cannot be stored is dead-lettered."""
-    while True:
-        envelopes = await queue.take(batch_size, wait_s)
-        metrics.QUEUE_DEPTH.set(len(queue))
-        try:
-            await pipeline.ingest([e.batch for e in envelopes], now())
-        except Exception:
-            log.exception("ingest of %d batches failed; retrying one by one", len(envelopes))
-            for envelope in envelopes:
-                await _ingest_alone(queue, pipeline, envelope, now)
-        else:
-            queue.ack(envelopes)
+    """Move batches from the queue into the store until cancelled; a batch that cannot be stored is dead-lettered.
+
+    With a triage pool, the next batch is taken and triaged on the workers while this one is written."""
+    ahead: asyncio.Task[Taken] | None = None
+    try:
+        while True:
+            if ahead is None:
+                ahead = asyncio.create_task(_take(queue, pipeline, batch_size, wait_s))
+            envelopes, triaged = await ahead
+            ahead = asyncio.create_task(_take(queue, pipeline, batch_size, wait_s)) if pipeline.triage_pool else None
+            metrics.QUEUE_DEPTH.set(len(queue))
+            try:
+                await pipeline.ingest([e.batch for e in envelopes], now(), triaged=triaged)
+            except asyncio.CancelledError:
+                queue.fail(envelopes, ConnectionAbortedError(STOPPED))  # rolled back: the producers retry
+                raise
+            except Exception:
+                log.exception("ingest of %d batches failed; retrying one by one", len(envelopes))
+                for envelope in envelopes:
+                    await _ingest_alone(queue, pipeline, envelope, now)
+            else:
+                queue.ack(envelopes)
+    finally:
+        if ahead is not None:
+            await _abandon(queue, ahead)
+
+
+async def _take(queue: Queue, pipeline: Pipeline, batch_size: int, wait_s: float) -> Taken:
+    """Take envelopes and triage them; a triage failure leaves it to `ingest` (then to dead letters)."""
+    envelopes = await queue.take(batch_size, wait_s)
+    try:
+        return envelopes, await pipeline.pretriage([e.batch for e in envelopes])
+    except asyncio.CancelledError:
+        queue.fail(envelopes, ConnectionAbortedError(STOPPED))
+        raise
+    except Exception:  # the batch is kept: ingest triages again and reports what fails
+        log.exception("triage ahead of %d batches failed; ingest will triage them", len(envelopes))
+        return envelopes, None
+
+
+async def _abandon(queue: Queue, ahead: asyncio.Task[Taken]) -> None:
+    """On shutdown: batches taken ahead and not stored are failed (their producers retry), never dropped silently."""
+    ahead.cancel()  # no effect when the take is already done
+    try:
+        envelopes, _ = await ahead
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - nothing was taken, or the take failed
+        return
+    queue.fail(envelopes, ConnectionAbortedError(STOPPED))
 
 
 async def _ingest_alone(queue: Queue, pipeline: Pipeline, envelope: Envelope, now: Callable[[], datetime]) -> None:

@@ -76,6 +76,7 @@ class TriageSettings:
     spam_phrases: tuple[str, ...] = ()
     services: Mapping[str, str] = field(default_factory=dict)
     lexicon: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    learned_table: bool = True  # add the learned word weights (carebox/lexicon_learned_*.py) to polarity
 
 
 def _get(raw: Mapping[str, Any], key: str, kind: type, default: Any, expected: str) -> Any:
@@ -182,6 +183,7 @@ def parse_settings(raw: Mapping[str, Any]) -> TriageSettings:
         spam_phrases=tuple(_words(raw, "spam")),
         services=_services(raw),
         lexicon=_lexicon(raw),
+        learned_table=_get(raw, "learned_table", bool, d.learned_table, "true or false"),
         **{_POINT_KEYS[k]: v for k, v in kwargs.items()},
     )
 
@@ -230,7 +232,7 @@ class Triager:
 
     def __init__(self, settings: TriageSettings | None = None) -> None:
         self.settings = settings or TriageSettings()
-        self._sentiment = SentimentAnalyzer(self.settings.lexicon)
+        self._sentiment = SentimentAnalyzer(self.settings.lexicon, learned=self.settings.learned_table)
         self._langid = _identifier(self.settings.languages)
         self._en_fr = set(self.settings.languages) == {"en", "fr"}
         self._services = {**lex.SERVICES, **self.settings.services}
@@ -386,3 +388,30 @@ class Triager:
         elif r.recent_contacts >= s.repeat_contacts > 0:
             out.append((s.repeat_points, "repeat contact"))
         return out
+
+    def with_contacts(self, first: Triage, recent_contacts: int) -> Triage:
+        """The triage of a message from a customer with `recent_contacts`, given its first-contact triage."""
+        # Why: the pipeline triages in a process pool before its write transaction, where the customer's
+        # recent contacts are not known yet; this adds their points exactly as _signals would have.
+        s = self.settings
+        if first.category is Category.SPAM:
+            return first
+        if recent_contacts >= s.many_contacts:
+            value, label = s.many_contacts_points, f"{recent_contacts} recent contacts"
+        elif recent_contacts >= s.repeat_contacts > 0:
+            value, label = s.repeat_points, "repeat contact"
+        else:
+            return first
+        if not value:
+            return first
+        why, how = first.reason.rsplit("; ", 1)
+        body, points_text = how.split(": ", 1)[1].rsplit(" = ", 1)
+        parts = [] if body == "no signal" else [body]
+        parts.append(f"{label} +{value}")
+        points = int(points_text) + value
+        priority = next(
+            (p for p, floor in ((Priority.P1, s.p1), (Priority.P2, s.p2), (Priority.P3, s.p3)) if points >= floor),
+            Priority.P4,
+        )
+        reason = f"{why}; {priority.value}: {', '.join(parts)} = {points}"
+        return Triage(first.language, first.polarity, first.category, first.cluster_key, priority, reason)

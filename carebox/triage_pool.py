@@ -6,13 +6,12 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
-from carebox.errors import ConfigError
 from carebox.triage import Triage, TriageInput, Triager, TriageSettings
 
 log = logging.getLogger(__name__)
@@ -25,38 +24,17 @@ _worker_triager: Triager | None = None
 
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
-    """The [pipeline] triage pool options: workers (0 = in process), chunk size, in-process threshold."""
+    """The triage pool: workers (0 = in process), chunk size, in-process threshold, start method."""
 
     workers: int = 0
-    chunk_size: int = 256
-    in_process_below: int = 256
+    chunk_size: int = 64
+    in_process_below: int = 64
     start_method: str = "forkserver"
 
-
-def _count(t: Mapping[str, Any], key: str, default: int) -> int:
-    value = t.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"pipeline.{key}", "a non-negative integer")
-    return value
-
-
-def parse_pool_settings(doc: Mapping[str, Any]) -> PoolSettings:
-    """PoolSettings from the loaded TOML document (its [pipeline] table); {} gives the defaults."""
-    t = doc.get("pipeline", {})
-    if not isinstance(t, Mapping):
-        raise ConfigError("pipeline", "a table")
-    workers = t.get("triage_workers", 0)
-    if workers == "auto":
-        workers = os.cpu_count() or 1
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError("pipeline.triage_workers", 'a non-negative integer or "auto" (0 = triage in process)')
-    chunk = _count(t, "triage_chunk", 256)
-    if chunk < 1:
-        raise ConfigError("pipeline.triage_chunk", "a positive integer")
-    method = t.get("triage_start_method", "forkserver")
-    if method not in START_METHODS:
-        raise ConfigError("pipeline.triage_start_method", "one of " + ", ".join(START_METHODS))
-    return PoolSettings(workers, chunk, _count(t, "triage_in_process_below", 256), method)
+    @classmethod
+    def from_pipeline(cls, workers: int, triage_batch: int) -> PoolSettings:
+        """The pool the [pipeline] options describe (triage_workers, triage_batch)."""
+        return cls(workers=workers, chunk_size=triage_batch, in_process_below=triage_batch)
 
 
 def _init_worker(settings: TriageSettings) -> None:
@@ -94,10 +72,11 @@ def split(items: Sequence[TriageInput], parts: int, chunk_size: int) -> list[Seq
 class TriagePool:
     """Triage many messages across worker processes; results keep the order of the inputs."""
 
-    def __init__(self, settings: TriageSettings | None = None, pool: PoolSettings | None = None) -> None:
+    def __init__(self, settings: TriageSettings | None = None, pool: PoolSettings | None = None,
+                 local: Triager | None = None) -> None:
         self.settings = settings or TriageSettings()
         self.pool = pool or PoolSettings(workers=os.cpu_count() or 1)
-        self._local: Triager | None = None
+        self._local = local  # the caller's Triager (same settings), so this process holds one copy of the lexicons
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self.pooled = 0  # messages triaged in workers / in this process, for metrics and tests
@@ -109,6 +88,10 @@ class TriagePool:
         if self._local is None:
             self._local = Triager(self.settings)
         return self._local
+
+    @local.setter
+    def local(self, triager: Triager) -> None:
+        self._local = triager  # the caller's Triager (same settings): one copy of the lexicons in this process
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._closed:
@@ -149,6 +132,10 @@ class TriagePool:
             # a worker died (OOM killer, signal): answer from this process, rebuild the pool next time
             log.warning("triage pool broken; triaging %d messages in process and restarting the pool", len(items))
             self._drop_executor()
+            self.in_process += len(items)
+            return self.local.triage_many(items)
+        except Exception:  # e.g. a result that cannot be pickled: the batch is still triaged
+            log.exception("triage pool failed; triaging %d messages in process", len(items))
             self.in_process += len(items)
             return self.local.triage_many(items)
         self.pooled += len(items)

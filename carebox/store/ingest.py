@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from carebox.models import (
     Mention,
     SlaClock,
     SlaEvent,
+    UTCDateTime,
 )
 
 CHUNK = 500
@@ -111,11 +114,7 @@ async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]],
     )
     for p, customer_id in zip(missing, new_ids, strict=True):
         found[(p["network"], p["external_user_id"])] = customer_id
-    if missing:
-        await conn.execute(
-            identity_t.insert(),
-            [{**p, "customer_id": found[(p["network"], p["external_user_id"])]} for p in missing],
-        )
+    await insert_rows(conn, identity_t, [{**p, "customer_id": found[(p["network"], p["external_user_id"])]} for p in missing])
     return found
 
 
@@ -178,9 +177,9 @@ async def insert_returning_ids(conn: AsyncConnection, table: sa.Table, rows: Seq
         return list((await conn.execute(stmt, list(rows))).scalars())
     # SQLite cannot correlate an executemany's RETURNING rows; inside a write transaction (which
     # holds the write lock from BEGIN IMMEDIATE) the next ids are ours to allocate.
-    first = ((await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar() or 0) + 1
+    first = ((await conn.exec_driver_sql(f'SELECT max(id) FROM "{table.name}"')).scalar() or 0) + 1
     ids = list(range(first, first + len(rows)))
-    await conn.execute(table.insert(), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    await _driver_insert(conn, table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
     return ids
 
 
@@ -188,26 +187,114 @@ async def update_by_id(conn: AsyncConnection, table: sa.Table, rows: Sequence[di
     """Update rows by their `id` key, one executemany per set of columns."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        cols = tuple(sorted(k for k in row if k != "id"))
-        by_columns.setdefault(cols, []).append({("b_" + k): v for k, v in row.items()})
-    for cols, params in by_columns.items():
-        stmt = table.update().where(table.c.id == sa.bindparam("b_id")).values(
-            {c: sa.bindparam("b_" + c) for c in cols}
-        )
-        await conn.execute(stmt, params)
+        by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
+    for cols, group in by_columns.items():
+        if _is_pg(conn) or not cols:
+            stmt = table.update().where(table.c.id == sa.bindparam("b_id")).values(
+                {c: sa.bindparam("b_" + c) for c in cols}
+            )
+            await conn.execute(stmt, [{("b_" + k): v for k, v in row.items()} for row in group])
+            continue
+        convert = _converters(table, (*cols, "id"))
+        sets = ", ".join(f'"{c}" = ?' for c in cols)
+        await conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE id = ?', _tuples(convert, group))
 
 
 async def insert_mentions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert mentions, ignoring any already stored (unique network + external_id)."""
-    if rows:
+    if not rows:
+        return
+    if _is_pg(conn):
         stmt = _insert(conn, mention_t).on_conflict_do_nothing(index_elements=["network", "external_id"])
         await conn.execute(stmt, list(rows))
+    else:
+        await _driver_insert(conn, mention_t, rows, on_conflict=("network", "external_id"))
 
 
 async def insert_rows(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Plain executemany insert."""
-    if rows:
+    if not rows:
+        return
+    if _is_pg(conn):
         await conn.execute(table.insert(), list(rows))
+    else:
+        await _driver_insert(conn, table, rows)
+
+
+# SQLite hot path: executemany of parameter tuples through the driver. SQLAlchemy Core spent most of the
+# ingest's write time building per-row parameter dicts and running a bind processor per value
+# (docs/benchmarks-ingest.md); the stored values are the same (the UTC text format of SQLAlchemy's
+# SQLite DATETIME, checked by tests/integration/test_pipeline.py).
+
+
+_UTC_TEXT: dict[datetime, str] = {}  # most instants repeat within a batch (now, a message's time on its conversation)
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    """A UTC datetime in SQLAlchemy's SQLite storage format ("YYYY-MM-DD HH:MM:SS.ffffff")."""
+    if value is None:
+        return None
+    text = _UTC_TEXT.get(value)  # a naive datetime never equals an aware key: it is refused below
+    if text is None:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if len(_UTC_TEXT) >= 20_000:
+            _UTC_TEXT.clear()
+        _UTC_TEXT[value] = text
+    return text
+
+
+@lru_cache(maxsize=256)
+def _converters(table: sa.Table, keys: tuple[str, ...]) -> tuple[Callable[[dict[str, Any]], Any], tuple[int, ...]]:
+    """A getter of the row's values in `keys` order, and the positions of the datetimes to format."""
+    getter = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+    return getter, tuple(i for i, k in enumerate(keys) if isinstance(table.c[k].type, UTCDateTime))
+
+
+def _tuples(convert: tuple[Callable[[dict[str, Any]], Any], tuple[int, ...]], rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Driver parameters of `rows` (the driver takes bools, floats and strings as they are)."""
+    getter, datetimes = convert
+    if not datetimes:
+        return [getter(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(getter(row))
+        for i in datetimes:
+            values[i] = _utc_text(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _filled(table: sa.Table, rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], Sequence[dict[str, Any]]]:
+    """The columns to insert (the first row's keys, as Core does) and the rows with scalar defaults filled in."""
+    keys = tuple(rows[0])
+    missing = {c.name: c.default for c in table.columns if c.name not in keys and c.name != "id" and c.default is not None}
+    if not missing:
+        return keys, rows
+    if any(not d.is_scalar for d in missing.values()):
+        raise _NeedsCore
+    extra = {name: d.arg for name, d in missing.items()}
+    return (*keys, *extra), [{**extra, **row} for row in rows]
+
+
+class _NeedsCore(Exception):
+    """A column default that only SQLAlchemy can compute (a callable): this insert goes through Core."""
+
+
+async def _driver_insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                         on_conflict: tuple[str, ...] = ()) -> None:
+    """INSERT (ON CONFLICT (on_conflict) DO NOTHING) of `rows` as one driver executemany."""
+    try:
+        keys, rows = _filled(table, rows)
+    except _NeedsCore:
+        stmt = _insert(conn, table)
+        await conn.execute(stmt.on_conflict_do_nothing(index_elements=list(on_conflict)) if on_conflict else stmt, list(rows))
+        return
+    names = ", ".join(f'"{k}"' for k in keys)
+    tail = f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING" if on_conflict else ""
+    stmt = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(keys))}){tail}'
+    await conn.exec_driver_sql(stmt, _tuples(_converters(table, keys), rows))
 
 
 async def save_cursors(conn: AsyncConnection, cursors: dict[str, str], now: datetime) -> None:

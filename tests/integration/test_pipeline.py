@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+from datetime import UTC, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from carebox.ports import Direction, IngestBatch, Rejected
@@ -44,7 +46,7 @@ async def test_brand_reply_in_the_chain_stops_the_first_response_clock_on_both_c
     assert conv["first_response_at"] == answer.created_at
     assert conv["due_business"] is None
     detail = await queries.conversation(engine, conv["id"])
-    fulfil = [e for e in detail["sla_events"] if e["kind"] == "fulfil"][0]
+    fulfil = next(e for e in detail["sla_events"] if e["kind"] == "fulfil")
     assert fulfil["business_s"] == 10 * 60 + 20 * 60  # 18:50-19:00 Friday + 09:00-09:20 Monday
     assert fulfil["wall_s"] == (answer.created_at - question.created_at).total_seconds()
 
@@ -144,3 +146,130 @@ async def test_a_customer_seen_again_keeps_one_identity_and_its_follower_count_w
     async with engine.connect() as c:
         rows = [dict(r._mapping) for r in await c.execute(sa.select(queries.identity))]
     assert [(r["handle"], r["followers"]) for r in rows] == [("u1_new", 1200)]
+
+
+async def test_stored_datetimes_are_the_text_sqlalchemy_core_writes_on_sqlite(pipeline, engine, mention, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the driver-level inserts are SQLite's; PostgreSQL keeps Core")
+    from sqlalchemy.dialects import sqlite
+
+    m = mention(when="2026-11-17T10:00:00.000250+01:00")
+    await pipeline.ingest([IngestBatch("sim", (m,))], NOW)
+    core = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    async with engine.connect() as c:
+        stored = (await c.exec_driver_sql("SELECT created_at, ingested_at FROM mention")).one()
+        started = (await c.exec_driver_sql("SELECT started_at FROM slaclock")).scalar()
+    expected = core(m.created_at.astimezone(UTC).replace(tzinfo=None))
+    assert tuple(stored) == (expected, core(NOW.replace(tzinfo=None)))
+    assert started == expected
+
+
+def _repeat_customer_batches(mention):
+    texts = ["my 4G is down since this morning", "still down!!! third time I write, urgent", "thanks, it works",
+             "how do I change my plan?", "plus de réseau à Lyon depuis 2h, c'est inadmissible"]
+    out = []
+    for day in range(3):  # the same customers come back every day: repeat-contact points apply
+        ms = [mention(texts[(k + day) % len(texts)], author=f"u{k % 7}", followers=k * 4000, verified=k % 5 == 0,
+                      when=f"2026-11-{16 + day * 2}T1{k % 10}:00:00+01:00") for k in range(40)]
+        out.append(IngestBatch("sim", tuple(ms)))
+    return out
+
+
+async def _stored_triage(engine):
+    async with engine.connect() as c:
+        mentions = (await c.exec_driver_sql(
+            "SELECT external_id, language, polarity, category, cluster_key, priority FROM mention ORDER BY external_id")).all()
+        convs = (await c.exec_driver_sql("SELECT customer_id, priority, category FROM conversation ORDER BY id")).all()
+    return mentions, convs
+
+
+async def test_triage_in_the_pool_before_the_transaction_stores_what_in_process_triage_stores(settings, mention, tmp_path):
+    from carebox.runtime import make_pipeline
+    from carebox.store.engine import make_engine
+    from carebox.store.migrate import upgrade
+    from carebox.triage_pool import PoolSettings, TriagePool
+
+    batches = _repeat_customer_batches(mention)
+    stored = []
+    for name, workers in (("inprocess", 0), ("pooled", 1)):
+        url = f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        await upgrade(url)
+        engine = make_engine(url)
+        pipe = make_pipeline(settings, engine)[0]
+        if workers:
+            pipe.triage_pool = TriagePool(settings.triage, PoolSettings(workers, 16, 1, "fork"), local=pipe.triager)
+        for batch in batches:
+            await pipe.ingest([batch], NOW)
+        stored.append(await _stored_triage(engine))
+        if workers:
+            assert pipe.triage_pool.pooled == 120 and pipe.triage_pool.in_process == 0
+            await pipe.triage_pool.aclose()
+        await engine.dispose()
+    assert stored[0] == stored[1]
+    assert len({row.priority for row in stored[0][0]}) >= 2 and len(stored[0][1]) < 120
+
+
+async def test_consume_with_a_pool_loses_no_batch_when_a_worker_is_killed(settings, engine, mention):
+    import asyncio
+    import os
+    import signal
+
+    from carebox.pipeline import consume
+    from carebox.queue import EmbeddedQueue
+    from carebox.runtime import make_pipeline
+    from carebox.triage_pool import PoolSettings, TriagePool
+
+    pipe = make_pipeline(settings, engine)[0]
+    pipe.triage_pool = TriagePool(settings.triage, PoolSettings(1, 8, 1, "fork"), local=pipe.triager)
+    (pid,) = await pipe.triage_pool.start()
+    queue = EmbeddedQueue(8)
+    task = asyncio.create_task(consume(queue, pipe, batch_size=40, wait_s=0.01, now=lambda: NOW))
+    batches = _repeat_customer_batches(mention)
+    try:
+        await queue.put_durable(batches[0])
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*(queue.put_durable(b) for b in batches[1:])), 60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pipe.triage_pool.aclose()
+    assert (await queries.stats(engine))["mentions"] == 120
+    assert pipe.triage_pool.in_process >= 1  # the batch of the dead worker was triaged here
+
+
+async def test_stopping_consume_fails_the_batch_being_written_and_the_one_taken_ahead(settings, engine, mention):
+    import asyncio
+
+    from carebox.pipeline import consume
+    from carebox.queue import EmbeddedQueue
+    from carebox.runtime import make_pipeline
+    from carebox.triage_pool import PoolSettings, TriagePool
+
+    pipe = make_pipeline(settings, engine)[0]
+    pipe.triage_pool = TriagePool(settings.triage, PoolSettings(1, 8, 10_000, "fork"), local=pipe.triager)
+    queue = EmbeddedQueue(8)
+    started, release = asyncio.Event(), asyncio.Event()
+    real_ingest = pipe.ingest
+
+    async def slow_ingest(*args, **kw):
+        started.set()
+        await release.wait()
+        return await real_ingest(*args, **kw)
+
+    pipe.ingest = slow_ingest
+    task = asyncio.create_task(consume(queue, pipe, batch_size=40, wait_s=0.0, now=lambda: NOW))
+    first, second = _repeat_customer_batches(mention)[:2]
+    writing = asyncio.create_task(queue.put_durable(first))
+    await started.wait()
+    ahead = asyncio.create_task(queue.put_durable(second))  # taken and triaged while the first is written
+    while len(queue):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for producer in (writing, ahead):
+        with pytest.raises(ConnectionAbortedError):
+            await asyncio.wait_for(producer, 5)
+    await pipe.triage_pool.aclose()

@@ -15,6 +15,7 @@ import pytest
 from carebox.commands import classify
 from carebox.errors import ConfigError
 from carebox.ports import Category, Priority
+from carebox.sentiment import SentimentAnalyzer
 from carebox.triage import TriageInput, Triager, TriageSettings, parse_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "care_messages.jsonl"
@@ -180,6 +181,8 @@ def test_configured_words_extend_urgency_spam_services_and_lexicon() -> None:
         ({"words": {"services": {"acmepay": 3}}}, "triage.words.services"),
         ({"lexicon": {"de": {"gut": 0.5}}}, "triage.lexicon.de"),
         ({"lexicon": {"en": {"meh": 2}}}, "triage.lexicon.en.meh"),
+        ({"learned_table": "no"}, "triage.learned_table"),
+        ({"learned_table": 0}, "triage.learned_table"),
     ],
 )
 def test_bad_config_values_name_the_key(raw: dict[str, Any], key: str) -> None:
@@ -194,10 +197,48 @@ def test_language_unknown_to_the_model_is_a_config_error() -> None:
     assert info.value.key == "triage.languages"
 
 
-def _classify(stdin: str, langs: str = "en,fr") -> tuple[int, list[dict[str, Any]]]:
+def test_learned_table_is_on_by_default_and_switched_off_by_config() -> None:
+    assert TriageSettings().learned_table is True
+    assert parse_settings({"learned_table": False}).learned_table is False
+
+
+def test_triager_without_learned_table_scores_with_the_care_layer_alone() -> None:
+    care_only = SentimentAnalyzer(learned=False)
+    off = Triager(parse_settings({"learned_table": False}))
+    texts = [(c["text"], c["lang"]) for c in CASES]
+    assert all(off.triage(t, lang_hint=lang).polarity == round(care_only.polarity(t, lang), 4) for t, lang in texts)
+    # and the switch matters: with the table on, some of the same messages score differently
+    assert any(TRIAGER.triage(t, lang_hint=lang).polarity != round(care_only.polarity(t, lang), 4) for t, lang in texts)
+
+
+def _classify(stdin: str, langs: str | None = "en,fr", **options: Any) -> tuple[int, list[dict[str, Any]]]:
     out = io.StringIO()
-    code = classify.run(argparse.Namespace(langs=langs), stdin=io.StringIO(stdin), stdout=out)
+    args = argparse.Namespace(langs=langs, config=options.get("config"), learned_table=options.get("learned_table"))
+    code = classify.run(args, stdin=io.StringIO(stdin), stdout=out)
     return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_classify_reads_learned_table_from_the_config_file_and_the_flag(tmp_path: Path) -> None:
+    texts = [c["text"] for c in CASES]
+    care_only = SentimentAnalyzer(learned=False)
+    expected = [round(care_only.polarity(t, TRIAGER.triage(t).language), 4) for t in texts]
+    path = tmp_path / "carebox.toml"
+    path.write_text('[triage]\nlanguages = ["fr", "en"]\ndefault_language = "fr"\nlearned_table = false\n')
+    stdin = "\n".join(texts) + "\n"
+    for options in ({"config": str(path), "langs": None}, {"learned_table": False}):
+        code, rows = _classify(stdin, **options)
+        assert code == 0
+        assert [round(r["polarity"], 4) for r in rows] == expected
+    _code, rows = _classify(stdin)
+    assert [round(r["polarity"], 4) for r in rows] != expected
+
+
+def test_classify_reports_a_bad_config_file_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "carebox.toml"
+    path.write_text("[triage]\nlearned_table = \"maybe\"\n")
+    code, rows = _classify("hello\n", config=str(path))
+    assert (code, rows) == (2, [])
+    assert f"{path}: triage.learned_table: expected true or false" in capsys.readouterr().err
 
 
 def test_classify_writes_one_json_line_per_input_line() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 
+from carebox import config
 from carebox.errors import ConfigError
 from carebox.triage import TriageInput, Triager, TriageSettings
-from carebox.triage_pool import PoolSettings, TriagePool, parse_pool_settings, split
+from carebox.triage_pool import PoolSettings, TriagePool, split
 
 TEXTS = [
     "my 4g network is down since this morning, not working at all",
@@ -44,17 +46,18 @@ def pool():
 
 
 @pytest.mark.parametrize(
-    ("table", "expected"),
+    ("table", "workers", "batch"),
     [
-        ({}, PoolSettings()),
-        ({"pipeline": {"triage_workers": 2}}, PoolSettings(workers=2)),
-        ({"pipeline": {"triage_workers": "auto"}}, PoolSettings(workers=os.cpu_count() or 1)),
-        ({"pipeline": {"triage_chunk": 64, "triage_in_process_below": 0}}, PoolSettings(chunk_size=64, in_process_below=0)),
-        ({"pipeline": {"triage_start_method": "spawn"}}, PoolSettings(start_method="spawn")),
+        ({}, max((os.cpu_count() or 1) - 1, 0), 64),
+        ({"pipeline": {"triage_workers": "auto"}}, max((os.cpu_count() or 1) - 1, 0), 64),
+        ({"pipeline": {"triage_workers": 0}}, 0, 64),
+        ({"pipeline": {"triage_workers": 3, "triage_batch": 128}}, 3, 128),
     ],
 )
-def test_pool_settings_are_read_from_the_pipeline_table_with_defaults(table, expected):
-    assert parse_pool_settings(table) == expected
+def test_pool_options_are_read_from_the_pipeline_table_with_defaults(table, workers, batch):
+    settings = config.parse(table).pipeline
+    assert (settings.triage_workers, settings.triage_batch) == (workers, batch)
+    assert PoolSettings.from_pipeline(workers, batch) == PoolSettings(workers, batch, batch)
 
 
 @pytest.mark.parametrize(
@@ -63,15 +66,28 @@ def test_pool_settings_are_read_from_the_pipeline_table_with_defaults(table, exp
         ({"pipeline": {"triage_workers": -1}}, "pipeline.triage_workers"),
         ({"pipeline": {"triage_workers": "many"}}, "pipeline.triage_workers"),
         ({"pipeline": {"triage_workers": True}}, "pipeline.triage_workers"),
-        ({"pipeline": {"triage_chunk": 0}}, "pipeline.triage_chunk"),
-        ({"pipeline": {"triage_in_process_below": 1.5}}, "pipeline.triage_in_process_below"),
-        ({"pipeline": {"triage_start_method": "thread"}}, "pipeline.triage_start_method"),
+        ({"pipeline": {"triage_workers": 1000}}, "pipeline.triage_workers"),
+        ({"pipeline": {"triage_batch": 0}}, "pipeline.triage_batch"),
+        ({"pipeline": {"triage_batch": 1.5}}, "pipeline.triage_batch"),
     ],
 )
-def test_bad_pool_settings_name_the_key(table, key):
+def test_bad_pool_options_name_the_key(table, key):
     with pytest.raises(ConfigError) as err:
-        parse_pool_settings(table)
+        config.parse(table)
     assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [TriageSettings(), TriageSettings(repeat_contacts=2, repeat_points=0, many_contacts=4, many_contacts_points=3, p1=5)],
+)
+def test_repeat_contact_points_added_after_triage_equal_a_full_triage(settings):
+    triager = Triager(settings)
+    for item in ITEMS:
+        first = triager.triage_many([replace(item, recent_contacts=0)])[0]
+        for contacts in range(6):
+            full = triager.triage_many([replace(item, recent_contacts=contacts)])[0]
+            assert triager.with_contacts(first, contacts) == full, (item.text, contacts)
 
 
 @pytest.mark.parametrize(
