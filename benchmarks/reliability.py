@@ -2,7 +2,7 @@
 per target, connector and notifier faults over many seeds. Nothing lost, nothing duplicated, no crash.
 
     python -m benchmarks.reliability [--kills 20] [--replay-n 50000] [--fuzz-examples 100000] [--fault-seeds 10]
-                                     [--only crash-serve,crash-replay,fuzz,faults]
+                                     [--fuzz-targets tests/fuzz/test_parsers.py,...] [--only crash-serve,crash-replay,fuzz,faults]
 
 Writes benchmarks/results/reliability.json and prints it. Wall-clock times are for information only:
 the machine is usually shared. A failure (a problem found, a test failing) exits with status 1.
@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "reliability.json"
+PROGRESS = RESULTS.with_name("reliability_progress.jsonl")  # one line per finished test, appended
 STEPS = ("crash-serve", "crash-replay", "fuzz", "faults")
+FAULT_TESTS = ("test_connector_faults", "test_faults_bluesky_graph", "test_faults_imap", "test_notifier_faults")
 
 
 def crash_serve(kills: int) -> dict[str, Any]:
@@ -46,42 +49,63 @@ def crash_replay(n: int, kills: int) -> dict[str, Any]:
         return {**asdict(result), "seconds": round(time.monotonic() - started, 1)}
 
 
-def _pytest(paths: list[str], env: dict[str, str]) -> tuple[int, dict[str, int]]:
-    """Run pytest in this process with `env` set; its exit code and outcome counts."""
+def _examples_run(report: Any) -> int:
+    """Hypothesis examples a test really ran (its statistics note), 0 when it is not a hypothesis test."""
+    stats = report.__dict__.get("_hypothesis_stats") or ""
+    return sum(int(n) for n in re.findall(r"(\d+) passing examples", stats))
+
+
+def _pytest(paths: list[str], env: dict[str, str]) -> tuple[int, dict[str, int], list[dict[str, Any]]]:
+    """Run pytest in this process with `env` set; its exit code, outcome counts and one row per test."""
     import pytest
 
     class Counts:
         def __init__(self) -> None:
             self.outcomes: dict[str, int] = {}
+            self.tests: list[dict[str, Any]] = []
+            self._calls: dict[str, dict[str, Any]] = {}
 
         def pytest_runtest_logreport(self, report: Any) -> None:
             if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
                 key = "xfailed" if hasattr(report, "wasxfail") else report.outcome
                 self.outcomes[key] = self.outcomes.get(key, 0) + 1
+                row = {"test": report.nodeid, "outcome": key, "seconds": round(report.duration, 1)}
+                self._calls[report.nodeid] = row
+                self.tests.append(row)
+            elif report.when == "teardown" and report.nodeid in self._calls:
+                self._calls[report.nodeid]["examples"] = _examples_run(report)
+                with PROGRESS.open("a") as log:  # a long run cut short still tells what ran
+                    log.write(json.dumps(self._calls[report.nodeid]) + "\n")
 
     os.environ.update(env)
+    PROGRESS.parent.mkdir(parents=True, exist_ok=True)
     counts = Counts()
     code = pytest.main(["-q", "-p", "no:cacheprovider", *paths], plugins=[counts])
-    return int(code), counts.outcomes
+    return int(code), counts.outcomes, counts.tests
 
 
-def fuzz(examples: int) -> dict[str, Any]:
-    """The fuzz suite with `examples` cases per target."""
+def fuzz(examples: int, targets: list[str]) -> dict[str, Any]:
+    """The fuzz suite (or the `targets` given: files or test ids) with `examples` cases per target."""
     started = time.monotonic()
-    code, outcomes = _pytest(["tests/fuzz"], {"CAREBOX_FUZZ_EXAMPLES": str(examples)})
-    targets = sum(outcomes.values())
-    return {"cases_per_target": examples, "targets": targets, "cases": examples * outcomes.get("passed", 0),
-            "outcomes": outcomes, "exit_code": code, "seconds": round(time.monotonic() - started, 1)}
+    code, outcomes, tests = _pytest(targets, {"CAREBOX_FUZZ_EXAMPLES": str(examples)})
+    # Imported only now: pytest must be the first to import hypothesis (assertion rewriting).
+    from tests.fuzz.strategies import BATCH
+
+    # Most targets check BATCH payloads per hypothesis example (tests/fuzz/strategies.py): cases = examples x BATCH.
+    cases = sum(t.get("examples", 0) for t in tests if t["outcome"] == "passed") * BATCH
+    return {"cases_per_target": examples, "targets": len(tests), "paths": targets, "cases": cases,
+            "failures": [t["test"] for t in tests if t["outcome"] == "failed"], "outcomes": outcomes,
+            "exit_code": code, "tests": tests, "seconds": round(time.monotonic() - started, 1)}
 
 
 def faults(seeds: int) -> dict[str, Any]:
     """Connector and notifier fault tests over `seeds` seeds each."""
     started = time.monotonic()
-    code, outcomes = _pytest(["tests/reliability/test_connector_faults.py", "tests/reliability/test_notifier_faults.py"],
-                             {"CAREBOX_FAULT_SEEDS": str(seeds)})
-    from tests.reliability import test_connector_faults, test_notifier_faults
+    code, outcomes, _tests = _pytest([f"tests/reliability/{name}.py" for name in FAULT_TESTS],
+                                     {"CAREBOX_FAULT_SEEDS": str(seeds)})
+    from tests.reliability import chaos, test_notifier_faults
 
-    runs = test_connector_faults.FIGURES + test_notifier_faults.FIGURES
+    runs = chaos.FIGURES + test_notifier_faults.FIGURES
     injected = sum(sum(r["faults"].values()) for r in runs)  # type: ignore[union-attr]
     return {"seeds": seeds, "runs": len(runs), "faults_injected": injected,
             "mentions_delivered": sum(int(r.get("mentions", 0)) for r in runs), "outcomes": outcomes,
@@ -93,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--replay-n", type=int, default=50_000)
     parser.add_argument("--fuzz-examples", type=int, default=100_000)
+    parser.add_argument("--fuzz-targets", default="tests/fuzz",
+                        help="comma-separated pytest paths or test ids for the fuzz step (default: all of tests/fuzz)")
     parser.add_argument("--fault-seeds", type=int, default=10)
     parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps among {', '.join(STEPS)}")
     args = parser.parse_args(argv)
@@ -104,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     if "crash-replay" in steps:
         out["crash_replay"] = crash_replay(args.replay_n, args.kills)
     if "fuzz" in steps:
-        out["fuzz"] = fuzz(args.fuzz_examples)
+        out["fuzz"] = fuzz(args.fuzz_examples, [t for t in args.fuzz_targets.split(",") if t])
     if "faults" in steps:
         out["faults"] = faults(args.fault_seeds)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2, default=str))
+    earlier = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**earlier, **out}, indent=2, default=str))  # a partial run keeps the other steps
     print(json.dumps(out, indent=2, default=str))
     failed = any(out.get(k, {}).get("problems") for k in ("crash_serve", "crash_replay")) or any(
         out.get(k, {}).get("exit_code") for k in ("fuzz", "faults"))

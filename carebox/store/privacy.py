@@ -17,6 +17,7 @@ from carebox.errors import NotFound
 from carebox.store.actions import record_audit
 from carebox.store.engine import write_transaction
 from carebox.store.queries import (
+    audit,
     clock,
     conv,
     customer,
@@ -135,8 +136,9 @@ def _not_erased() -> Any:
 
 
 async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
-                by_user_id: int | None = None) -> PurgeResult:
-    """Anonymise mentions older than the retention, drop older raw payloads, forget customers gone quiet."""
+                by_user_id: int | None = None, *, trigger: str = "command") -> PurgeResult:
+    """Anonymise mentions older than the retention, drop older raw payloads, forget customers gone quiet;
+    `trigger` ("command", "schedule") is kept in the audit row."""
     cut = privacy.cutoffs(settings, now)
     mentions = raws = conversations = identities = 0
     async with write_transaction(engine) as c:
@@ -157,6 +159,13 @@ async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: dat
     result = PurgeResult(mentions, raws, conversations, identities)
     await record_audit(engine, now, by_user_id, "privacy.purge", None, mention_days=settings.mention_days,
                        raw_days=settings.raw_days, mentions=mentions, raw_payloads=raws,
-                       conversations=conversations, identities=identities)
-    log.info("retention purge: %d mentions anonymised, %d raw payloads dropped", mentions, raws)
+                       conversations=conversations, identities=identities, trigger=trigger)
+    log.info("retention purge (%s): %d mentions anonymised, %d raw payloads dropped", trigger, mentions, raws)
     return result
+
+
+async def last_purge_at(engine: AsyncEngine) -> datetime | None:
+    """When the last retention purge ran (from the audit log), None when never."""
+    async with engine.connect() as c:
+        return (await c.execute(sa.select(audit.c.at).where(audit.c.action == "privacy.purge")
+                                .order_by(audit.c.at.desc()).limit(1))).scalar()

@@ -235,6 +235,7 @@ class BlueskyConnector:
     """Polls listNotifications for one Bluesky account and publishes replies as posts."""
 
     network = NETWORK
+    private_replies = False  # replies are posts; chat is not supported
 
     def __init__(
         self,
@@ -258,6 +259,7 @@ class BlueskyConnector:
         self.last_error: str | None = None
         self.last_ok_at: datetime | None = None
         self._undated: set[str] = set()
+        self._rate_wait = 0.0  # a rate limit met after the poll itself succeeded, waited out before the next
 
     async def _call(
         self, method: str, nsid: str, *, params: Any = None, body: Any = None, token: str | None = None
@@ -374,6 +376,8 @@ class BlueskyConnector:
                 profiles.extend(found if isinstance(found, list) else ())
         except (ConnectorUnavailable, RateLimited, ReplyRejected) as err:
             log.warning("bluesky %s: profiles unavailable, followers left unknown: %s", self.name, err)
+            if isinstance(err, RateLimited):  # the mentions go on; the next call waits as asked
+                self._rate_wait = max(self._rate_wait, err.retry_after)
         return with_profiles(mentions, profiles)
 
     async def poll_once(
@@ -426,7 +430,8 @@ class BlueskyConnector:
                 await sink.put(batch)
             self._mark_ok()
             self._backoff.reset()
-            await self._sleep(self.options.poll_interval)
+            wait, self._rate_wait = max(self.options.poll_interval, self._rate_wait), 0.0
+            await self._sleep(wait)
 
     async def send_reply(self, reply: OutboundReply) -> SentReply:
         """Post `reply` in the thread of the post it answers (reply.root and reply.parent strong refs)."""

@@ -9,7 +9,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ from carebox.ports import (
     SentReply,
 )
 from connectors._http import error_for_status, with_retries
+from connectors.social.graph_usage import regain_wait
 from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ RATE_CODES = {4, 17, 32, 613, 80001, 80002, 80004, 80005, 80006}
 TRANSIENT_CODES = {1, 2}
 OUTSIDE_WINDOW_SUBCODE = 2018278  # Send API: the 24-hour messaging window is closed
 GRAPH_RATE_WAIT = 60.0
+ENRICH_ATTEMPTS = 3  # a lookup failing on a network error is tried this often within one delivery
 
 # ---------------------------------------------------------------- pure webhook helpers
 
@@ -288,7 +292,8 @@ def graph_error(connector: str, status: int, headers: Any, body: bytes) -> Conne
     if code in AUTH_CODES:
         return AuthenticationFailed(connector, detail)
     if code in RATE_CODES:
-        return RateLimited(connector, GRAPH_RATE_WAIT, detail)
+        wait = regain_wait(headers)
+        return RateLimited(connector, GRAPH_RATE_WAIT if wait is None else wait, detail)
     if code in TRANSIENT_CODES or status >= 500:
         return ConnectorUnavailable(connector, detail)
     return error_for_status(connector, status, headers, detail)
@@ -314,6 +319,8 @@ async def fetch_page_mention(conn: GraphConnector, value: dict[str, Any]) -> dic
 class GraphConnector:
     """A Facebook Page or an Instagram account: webhook routes in, Graph API replies out."""
 
+    private_replies = True  # a comment reply, or a private reply to the comment (Send API, recipient.comment_id)
+
     def __init__(
         self,
         network: str,
@@ -326,6 +333,7 @@ class GraphConnector:
         fields: Mapping[str, ChangeParser] | None = None,
         enrichers: Mapping[str, Enricher] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.network = network
         self.options = options
@@ -337,6 +345,8 @@ class GraphConnector:
         self._fields = FACEBOOK_FIELDS if fields is None else fields
         self._enrichers = {"mention": fetch_page_mention} if enrichers is None else enrichers
         self._sleep = sleep
+        self._clock = clock
+        self._rate_limited_until = 0.0  # no lookup before this clock() value: Graph asked us to wait
         self.last_error: str | None = None
         self.last_ok_at: datetime | None = None
 
@@ -384,7 +394,13 @@ class GraphConnector:
         if not verify_signature(self._app_secret, signature, body):
             log.warning("%s: delivery with a missing or wrong %s refused", self.name, SIGNATURE_HEADER)
             return web.Response(status=403, text="forbidden")
-        batch = await self.batch_for(body)
+        try:
+            batch = await self.batch_for(body)
+        except (ConnectorUnavailable, RateLimited) as err:
+            # a lookup the mentions need failed for now: refuse, and Meta delivers the payload again
+            self._mark_error(err)
+            wait = err.retry_after if isinstance(err, RateLimited) else 1.0
+            return web.Response(status=503, text="try again later", headers={"Retry-After": str(math.ceil(wait))})
         if batch.mentions or batch.rejected:
             await sink.put_durable(batch)  # raising here answers 500: Meta will deliver again
         self._mark_ok()
@@ -418,10 +434,28 @@ class GraphConnector:
                 if enrich is None or not isinstance(change.get("value"), dict):
                     continue
                 try:
-                    change["value"] = await enrich(self, change["value"])
+                    change["value"] = await self._enrich(enrich, change["value"])
+                except (ConnectorUnavailable, RateLimited):
+                    raise  # transient: the delivery is refused and comes again
                 except ConnectorError as err:
                     log.warning("%s: could not fetch details of a %s: %s", self.name, change.get("field"), err)
         return obj
+
+    async def _enrich(self, enrich: Enricher, value: dict[str, Any]) -> dict[str, Any]:
+        """One lookup, tried again after a network error; none at all while Graph asks us to wait."""
+        for attempt in range(1, ENRICH_ATTEMPTS + 1):
+            if (left := self._rate_limited_until - self._clock()) > 0:
+                raise RateLimited(self.name, left, "Graph rate limit: lookups wait")
+            try:
+                return await enrich(self, value)
+            except RateLimited as err:
+                self._rate_limited_until = self._clock() + err.retry_after
+                raise
+            except ConnectorUnavailable:
+                if attempt == ENRICH_ATTEMPTS:
+                    raise
+                await self._sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     def _mark_error(self, err: BaseException) -> None:
         if self.last_error is None:
@@ -442,14 +476,27 @@ class GraphConnector:
         parent = found.get("parent_id") if isinstance(found, Mapping) else None
         return parent if isinstance(parent, str) and parent else comment_id
 
+    def _private_recipient(self, reply: OutboundReply) -> dict[str, str]:
+        """Who a private answer goes to: the conversation's PSID / IGSID for a DM; for a public comment (or a
+        visitor post) Graph's private reply, addressed by the comment's id (one per comment, within 7 days)."""
+        if (reply.thread_key or "").startswith("dm:"):
+            recipient = reply.customer_id or (reply.thread_key or "").removeprefix("dm:")
+            if not recipient:
+                raise ReplyRejected(self.name, "a private reply needs the customer's id")
+            return {"id": recipient}
+        if not reply.in_reply_to:
+            raise ReplyRejected(self.name, "a private reply needs the comment it answers")
+        if self.network == "facebook" and reply.in_reply_to == reply.thread_key:
+            return {"post_id": reply.in_reply_to}  # a visitor post on the page, not a comment
+        return {"comment_id": reply.in_reply_to}
+
     async def send_reply(self, reply: OutboundReply) -> SentReply:
-        """A public comment reply (Facebook /comments, Instagram /replies) or a Send API message for DMs."""
+        """A public comment reply (Facebook /comments, Instagram /replies), or a Send API message: in the
+        customer's Messenger / Direct conversation, or a private reply to their comment or visitor post."""
         try:
             if not reply.public:
-                recipient = reply.customer_id or (reply.thread_key or "").removeprefix("dm:")
-                if not recipient:
-                    raise ReplyRejected(self.name, "a private reply needs the customer's id")
-                body = {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": reply.text}}
+                body = {"recipient": self._private_recipient(reply), "messaging_type": "RESPONSE",
+                        "message": {"text": reply.text}}
                 out = await self.graph("POST", "me/messages", body=body)  # not retried: not idempotent
                 external_id = out.get("message_id") if isinstance(out, Mapping) else None
             else:

@@ -1,4 +1,5 @@
-"""A fake Meta Graph API (replies, Send API, lookups) and builders of signed webhook deliveries."""
+"""A fake Meta Graph API (replies, Send API with private replies to comments, lookups) and builders of signed
+webhook deliveries."""
 
 from __future__ import annotations
 
@@ -179,11 +180,24 @@ class FakeGraph:
 
     async def _send_message(self, request: web.Request) -> web.Response:
         body = await request.json()
-        recipient = body.get("recipient", {}).get("id")
-        if not recipient or body.get("messaging_type") not in ("RESPONSE", "UPDATE", "MESSAGE_TAG"):
+        to = body.get("recipient", {})
+        if body.get("messaging_type") not in ("RESPONSE", "UPDATE", "MESSAGE_TAG"):
+            return self.error(400, 100, "(#100) The parameter messaging_type is required")
+        private = to.get("comment_id") or to.get("post_id")
+        if private:
+            # a private reply: the comment (or visitor post) must exist and be answered privately once only
+            if private not in self.objects:
+                return self.error(400, 100, f"(#100) Object with ID '{private}' does not exist", "GraphMethodException")
+            if any(p.get("private_reply_to") == private for p in self.posted):
+                return self.error(400, 10900, "Activity already replied to")
+            recipient = self.objects[private].get("from", {}).get("id", "7000000000000001")
+        else:
+            recipient = to.get("id")
+        if not recipient:
             return self.error(400, 100, "(#100) The parameter recipient is required")
         mid = self._next_id("m_AbCdEf")
-        self.posted.append({"edge": "messages", "target": recipient, "message": body["message"]["text"], "id": mid})
+        self.posted.append({"edge": "messages", "target": recipient, "message": body["message"]["text"], "id": mid}
+                           | ({"private_reply_to": private} if private else {}))
         return web.json_response({"recipient_id": recipient, "message_id": mid})
 
     async def _get(self, request: web.Request) -> web.Response:

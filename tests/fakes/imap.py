@@ -95,6 +95,7 @@ class FakeImapServer:
         assert task is not None
         self._tasks.add(task)
         box = self.mailbox
+        reported = [0]  # the mailbox size this session was last told (SELECT, NOOP, IDLE pushes)
         try:
             writer.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake IMAP ready\r\n")
             await writer.drain()
@@ -106,8 +107,10 @@ class FakeImapServer:
                 tag, _, rest = text.partition(" ")
                 command, _, args = rest.partition(" ")
                 if command.upper() == "IDLE" and box.idle:
-                    await self._idle(tag, reader, writer)
+                    await self._idle(tag, reader, writer, reported)
                     continue
+                if command.upper() in ("SELECT", "EXAMINE", "NOOP"):
+                    reported[0] = len(box.messages)
                 reply = self._answer(tag, command.upper(), args)
                 if reply is None:  # the drop switch: hang up mid-session
                     break
@@ -122,10 +125,14 @@ class FakeImapServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _idle(self, tag: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Push `* n EXISTS` whenever mail arrives, until the client sends DONE."""
+    async def _idle(self, tag: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    reported: list[int]) -> None:
+        """Push `* n EXISTS` whenever mail arrives, until the client sends DONE; mail that came since the
+        session was last told the size is announced at once, as a real server does (RFC 3501, 7.3.1)."""
         arrived = asyncio.Event()
         self.mailbox.watchers.add(arrived)
+        if len(self.mailbox.messages) != reported[0]:
+            arrived.set()
         writer.write(b"+ idling\r\n")
         await writer.drain()
         done = asyncio.ensure_future(reader.readline())
@@ -140,7 +147,8 @@ class FakeImapServer:
                     await writer.drain()
                     return
                 arrived.clear()
-                writer.write(f"* {len(self.mailbox.messages)} EXISTS\r\n".encode())
+                reported[0] = len(self.mailbox.messages)
+                writer.write(f"* {reported[0]} EXISTS\r\n".encode())
                 await writer.drain()
         finally:
             done.cancel()

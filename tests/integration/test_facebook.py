@@ -227,10 +227,39 @@ async def test_reply_to_a_deleted_comment_is_rejected(fb):
         await fb.send_reply(OutboundReply(network="facebook", account="acme", in_reply_to="gone_1", text="x"))
 
 
-async def test_private_reply_without_customer_id_is_rejected(fb, fake):
+async def test_private_reply_in_a_dm_without_customer_id_is_rejected(fb, fake):
     with pytest.raises(ReplyRejected):
-        await fb.send_reply(OutboundReply(network="facebook", account="acme", in_reply_to="m_1", text="x", public=False))
+        await fb.send_reply(OutboundReply(network="facebook", account="acme", in_reply_to="m_1", text="x", public=False,
+                                          thread_key="dm:"))
     assert fake.posted == []
+
+
+async def test_a_comment_is_answered_privately_through_the_send_api_once_only(fb, fake):
+    fake.objects["880_1"] = {"message": "Mon numéro client est 12345", "from": {"id": "6071234567890123"}}
+    reply = OutboundReply(network="facebook", account="acme", in_reply_to="880_1", text="Je vous écris en privé",
+                          public=False, customer_id="6071234567890123", thread_key=f"{g.PAGE_ID}_880")
+    sent = await fb.send_reply(reply)
+    assert fake.posted == [{"edge": "messages", "target": "6071234567890123", "message": "Je vous écris en privé",
+                            "id": sent.external_id, "private_reply_to": "880_1"}]
+    assert sent.url is None  # a private message has no public link
+    with pytest.raises(ReplyRejected, match="10900"):  # Graph allows one private reply per comment
+        await fb.send_reply(reply)
+
+
+async def test_a_visitor_post_is_answered_privately_by_its_post_id(fb, fake):
+    post = f"{g.PAGE_ID}_990"
+    fake.objects[post] = {"message": "Problème de facture", "from": {"id": "6070000000000001"}}
+    await fb.send_reply(OutboundReply(network="facebook", account="acme", in_reply_to=post, text="En privé",
+                                      public=False, thread_key=post))
+    assert fake.posted[0]["private_reply_to"] == post and fake.posted[0]["target"] == "6070000000000001"
+
+
+async def test_an_instagram_comment_is_answered_privately_by_comment_id(graph_server, session, fake):
+    ig = make("instagram", graph_server, session)
+    fake.objects["1786"] = {"id": "1786", "text": "Livraison ?", "from": {"id": "17841401112223334"}}
+    await ig.send_reply(OutboundReply(network="instagram", account="acme", in_reply_to="1786", text="Je vous écris",
+                                      public=False, thread_key="17920238422030506"))
+    assert [(p["edge"], p["private_reply_to"]) for p in fake.posted] == [("messages", "1786")]
 
 
 async def test_slow_graph_api_times_out_as_unavailable(graph_server, session, fake):

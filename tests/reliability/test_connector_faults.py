@@ -7,18 +7,24 @@ import asyncio
 import contextlib
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from connectors.social import mastodon, x
 from tests.fakes import mastodon as fake_mastodon
 from tests.fakes import x as fake_x
 from tests.fakes.sink import RecordingSink
-from tests.reliability.chaos import ChaosProxy, Faults
+from tests.reliability.chaos import (
+    FIGURES,
+    ChaosProxy,
+    Faults,
+    Sleeps,
+    behind_chaos,
+    running,
+    texts,
+)
 
 WAVES, PER_WAVE = 6, 10
 REQUESTS_PER_WAVE = 25
@@ -28,40 +34,7 @@ MIN_FAULTS = {"poll": 5, "stream": 2}  # a stream makes few requests: its faults
 
 
 DEFAULT_FAULTS = Faults()
-FIGURES: list[dict[str, Any]] = []  # read by benchmarks/reliability.py
-
-
-class Sleeps(list):
-    """Records every wait the connector asks for, and waits only a moment."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-        await asyncio.sleep(min(seconds, 0.005))
-
-
-@contextlib.asynccontextmanager
-async def behind_chaos(app: Any, seed: int, faults: Faults = DEFAULT_FAULTS) -> AsyncIterator[tuple[str, ChaosProxy]]:
-    """The fake served on a local port, and a chaos proxy in front of it; yields the proxy's URL."""
-    async with TestServer(app) as upstream:
-        proxy = ChaosProxy(str(upstream.make_url("")), seed, faults)
-        async with TestServer(proxy.app) as front:
-            yield str(front.make_url("")).rstrip("/"), proxy
-
-
-@contextlib.asynccontextmanager
-async def running(conn: Any, sink: RecordingSink, cursor: str | None) -> AsyncIterator[None]:
-    task = asyncio.create_task(conn.run(sink, cursor))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        assert not task.done() or task.cancelled() or task.exception() is None
-
-
-def _texts(sink: RecordingSink) -> Counter[str]:
-    return Counter(m.text.removeprefix("@brand ").strip() for m in sink.mentions)
+_texts = texts
 
 
 async def _feed_in_waves(add: Any, sink: RecordingSink, proxy: ChaosProxy, conn: Any) -> set[str]:
