@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -67,6 +67,11 @@ class ClockBook:
         self.settings = settings
         self._policies: dict[sla.ConversationFacts, sla.Policy] = {}
 
+    def use(self, settings: sla.SlaSettings) -> None:
+        """Plan with new settings from now on (calendars or policies saved from the web)."""
+        self.settings = settings
+        self._policies = {}
+
     def _policy_for(self, facts: sla.ConversationFacts) -> sla.Policy:
         """The matching policy, remembered per distinct set of facts (there are few)."""
         policy = self._policies.get(facts)
@@ -104,6 +109,10 @@ class ClockBook:
             return 0.0, 0.0
         cal = self.calendar_of(clock)
         wall = (end - clock["started_at"]).total_seconds() - float(clock.get("paused_s") or 0.0)
+        if clock.get("rebased_at") is not None and not clock.get("paused_s"):  # moved to this target at rebased_at
+            since = clock["rebased_at"]
+            used = business_seconds(cal, since, end) if end > since else 0.0
+            return float(clock.get("carried_s") or 0.0) + used, max(0.0, wall)
         state = self.evaluate(clock, clock["started_at"])
         if state is None or not clock.get("paused_s"):
             return business_seconds(cal, clock["started_at"], end), max(0.0, wall)
@@ -123,6 +132,8 @@ class ClockBook:
         if target is None:
             return None
         running = sla.start_clock(target, clock["policy"], clock["started_at"], clock.get("calendar_version") or 1)
+        if clock.get("rebased_at") is not None:  # moved to this target (an incident policy and back)
+            running = replace(running, rebased_at=clock["rebased_at"], carried_s=float(clock.get("carried_s") or 0.0))
         if clock.get("fulfilled_at") is not None:
             running = sla.fulfil(running, clock["fulfilled_at"])
         return sla.evaluate(running, self.settings.calendars, now)
@@ -190,3 +201,39 @@ class ClockBook:
         if state == "running" and conversation.get("due_wall") and now >= conversation["due_wall"]:
             state = "late"  # within the contract, but past the hour the customer expects
         return ClockView(left, waited, state)
+
+    def moved(self, clock: Mapping[str, Any], policy_name: str, at: datetime, *,
+              carried_s: float = 0.0) -> dict[str, Any] | None:
+        """A running clock moved at `at` onto policy `policy_name`'s target of the same kind (a next-response
+        clock falls back to the first-response target): that target counts from `at` (from the customer's
+        message when it came later), with `carried_s` business seconds already used. None when the policy is
+        unknown or sets no such target."""
+        try:
+            policy = self.settings.policy(policy_name)
+        except KeyError:
+            return None
+        target = policy.target(sla.TargetKind(clock["target"])) or policy.target(FIRST)
+        if target is None:
+            return None
+        cal = self.settings.calendar_for(target)
+        ref = max(clock["started_at"], at)
+        running = sla.Clock(target=target, policy=policy.name, started_at=clock["started_at"],
+                            calendar_version=cal.version, rebased_at=ref, carried_s=carried_s)
+        state = sla.evaluate(running, self.settings.calendars, ref)
+        return {"policy": policy.name, "calendar": cal.name, "calendar_version": cal.version, "rebased_at": ref,
+                "carried_s": carried_s, "business_due": state.business_due, "warn_at": state.warn_at}
+
+    def returned(self, clock: Mapping[str, Any], conversation: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+        """A clock moved to an incident policy goes back at `at` to the conversation's own policy: the business
+        time it had used on that policy before the move is carried, the rest is planned from `at`."""
+        policy = self._policy_for(_facts(conversation))
+        target = policy.target(sla.TargetKind(clock["target"]))
+        if target is None:  # the conversation's policy sets no such target: only the customer expectation runs
+            return {"policy": policy.name, "calendar": ALWAYS_OPEN.name, "calendar_version": 1, "rebased_at": None,
+                    "carried_s": None, "business_due": clock["wall_due"], "warn_at": None}
+        cal = self.settings.calendar_for(target)
+        moved_at = clock.get("rebased_at") or clock["started_at"]
+        used = business_seconds(cal, clock["started_at"], moved_at) if moved_at > clock["started_at"] else 0.0
+        update = self.moved(clock, policy.name, at, carried_s=used)
+        assert update is not None  # the policy exists and has this target
+        return update

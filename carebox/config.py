@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carebox import alerting, outage, sla, triage
+from carebox import alerting, incident_policy, outage, privacy, sla, triage
 from carebox.duration import parse_duration
 from carebox.errors import ConfigError
+from carebox.reports_config import parse_settings as parse_report_settings
 
 ENV_CONFIG = "CAREBOX_CONFIG"
 ENV_DATABASE_URL = "CAREBOX_DATABASE_URL"
 ENV_QUEUE_URL = "CAREBOX_QUEUE_URL"
 QUEUE_SCHEMES = ("memory", "redis", "rediss")
 SECTIONS = ("carebox", "database", "queue", "web", "pipeline", "connectors", "calendars", "policies", "sla",
-            "triage", "outage", "alerting", "notifiers", "inbox", "reports", "scaleout", "privacy")
+            "triage", "outage", "alerting", "notifiers", "inbox", "reports", "scaleout", "privacy", "incidents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class PipelineSettings:
     batch_size: int = 500
     batch_wait_s: float = 0.05
     max_pending_batches: int = 64
+    triage_workers: int = 0  # parse() resolves the default "auto": one per CPU but one, 0 on one CPU
+    triage_batch: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class Settings:
     triage: triage.TriageSettings = field(default_factory=lambda: triage.parse_settings({}))
     outage: outage.DetectorSettings = field(default_factory=lambda: outage.parse_settings({}))
     alerting: alerting.AlertingSettings = field(default_factory=lambda: alerting.parse_settings({}))
+    incidents: incident_policy.IncidentSettings = field(default_factory=incident_policy.IncidentSettings)
+    privacy: privacy.PrivacySettings = field(default_factory=privacy.PrivacySettings)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -107,11 +112,21 @@ def _pipeline(doc: Mapping[str, Any]) -> PipelineSettings:
     pending = _typed(t, "pipeline", "max_pending_batches", int, 64)
     if pending < 1:
         raise ConfigError("pipeline.max_pending_batches", "a positive integer")
+    workers = t.get("triage_workers", "auto")
+    if workers == "auto":
+        workers = max((os.cpu_count() or 1) - 1, 0)  # the ingest process keeps one core for its writes
+    elif isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+        raise ConfigError("pipeline.triage_workers", 'an integer from 0 to 64 or "auto" (0 = triage in process)')
+    triage_batch = _typed(t, "pipeline", "triage_batch", int, 64)
+    if triage_batch < 1:
+        raise ConfigError("pipeline.triage_batch", "a positive integer")
     return PipelineSettings(
         quiet_gap_s=parse_duration(t.get("quiet_gap", "24h"), "pipeline.quiet_gap"),
         batch_size=batch_size,
         batch_wait_s=parse_duration(t.get("batch_wait", "50ms"), "pipeline.batch_wait"),
         max_pending_batches=pending,
+        triage_workers=workers,
+        triage_batch=triage_batch,
     )
 
 
@@ -165,6 +180,8 @@ def parse(
         queue_url = environ.get(ENV_QUEUE_URL) or _typed(_table(doc, "queue"), "queue", "url", str, "memory://")
         if queue_url.split("://", 1)[0] not in QUEUE_SCHEMES:
             raise ConfigError("queue.url", '"memory://" (embedded) or a redis:// URL')
+        sla_settings = sla.parse_settings(doc, read_file=read_file)
+        parse_report_settings(doc, sla_settings)  # [reports] is read where reports are made: checked here
         return Settings(
             file=file,
             data_dir=data_dir,
@@ -175,10 +192,12 @@ def parse(
             web=_web(doc),
             pipeline=_pipeline(doc),
             connectors=_connectors(doc),
-            sla=sla.parse_settings(doc, read_file=read_file),
+            sla=sla_settings,
+            incidents=incident_policy.parse_settings(_table(doc, "incidents"), sla_settings),
             triage=triage.parse_settings(_table(doc, "triage")),
             outage=outage.parse_settings(_table(doc, "outage")),
             alerting=alerting.parse_settings(doc),
+            privacy=privacy.parse_settings(doc),
             raw=doc,
         )
     except ConfigError as err:

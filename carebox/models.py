@@ -68,6 +68,8 @@ class User(SQLModel, table=True):
     timezone: str = "Europe/Paris"
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # JSON list of "network/account" an agent may see; [] = every account (migration 0006)
+    accounts: str = Field(default="[]", sa_column_kwargs={"server_default": "[]"})
 
 
 class Conversation(SQLModel, table=True):
@@ -164,6 +166,10 @@ class SlaClock(SQLModel, table=True):
     fulfilled_at: datetime | None = _at()
     business_s: float | None = None
     wall_s: float | None = None
+    # a clock moved to another target (an incident policy and back, migration 0005): the target counts from
+    # `rebased_at`, with `carried_s` business seconds already used
+    rebased_at: datetime | None = _at()
+    carried_s: float | None = None
 
 
 class SlaEvent(SQLModel, table=True):
@@ -294,6 +300,12 @@ class Incident(SQLModel, table=True):
     reason: str = ""
     series: str = "[]"
     merged_into_id: int | None = Field(default=None, foreign_key="incident.id")
+    # migration 0005: the incident SLA policy its conversations are on (since policy_at, until policy_until),
+    # and the incident it was split from
+    policy: str | None = None
+    policy_at: datetime | None = _at()
+    policy_until: datetime | None = _at()
+    split_from_id: int | None = None
 
 
 class IncidentDelivery(SQLModel, table=True):
@@ -317,3 +329,17 @@ class CalendarVersion(SQLModel, table=True):
     version: int = Field(primary_key=True)
     definition: str
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SlaEdit(SQLModel, table=True):
+    """A calendar or policy saved from the web: each save is a new version that overrides the config file."""
+
+    __table_args__ = (sa.UniqueConstraint("kind", "name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "calendar" or "policy"
+    name: str
+    version: int
+    definition: str  # the table as it would be written in the config file, as JSON
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -12,12 +12,14 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carebox import escalation
+from carebox import escalation, privacy
 from carebox.clocks import ClockBook
 from carebox.store import clocks as store
+from carebox.store import privacy as privacy_store
 
 log = logging.getLogger(__name__)
 SWEEP_ID = "sla:sweep"
+PURGE_ID = "privacy:purge"
 
 
 class Scheduler:
@@ -62,6 +64,32 @@ class Scheduler:
         """Run `job` (a coroutine function) every `seconds`, never two at once."""
         self.aps.add_job(self._tracked, "interval", args=[job], seconds=seconds, id=job_id, replace_existing=True,
                          coalesce=True, max_instances=1)
+
+    async def schedule_retention(self, settings: privacy.PrivacySettings) -> datetime | None:
+        """Purge personal data past its retention every `purge_every_s`, counted from the last purge;
+        returns the first run (None when no retention limit is set)."""
+        if not settings.retains:
+            return None
+        first = privacy.next_purge(settings, await privacy_store.last_purge_at(self.engine), self.now())
+        self.aps.add_job(self._tracked, "interval", args=[self.purge, settings], seconds=settings.purge_every_s,
+                         id=PURGE_ID, replace_existing=True, coalesce=True, max_instances=1, next_run_time=first,
+                         misfire_grace_time=None)
+        log.info("retention purge scheduled every %gs, first at %s", settings.purge_every_s, first.isoformat())
+        return first
+
+    async def purge(self, settings: privacy.PrivacySettings) -> privacy_store.PurgeResult | None:
+        """One scheduled retention purge (audited by the store); a failure is logged and retried next period."""
+        try:
+            return await privacy_store.purge(self.engine, settings, self.now(), trigger="schedule")
+        except Exception:
+            log.exception("scheduled retention purge failed; it runs again in %gs", settings.purge_every_s)
+            return None
+
+    def cron(self, job: Callable[[], Any], job_id: str, **fields: Any) -> None:
+        """Run `job` (a coroutine function) at the instants of an APScheduler CronTrigger (`fields`: hour,
+        minute, day_of_week, timezone...); a run missed by less than an hour still happens."""
+        self.aps.add_job(self._tracked, "cron", args=[job], id=job_id, replace_existing=True, coalesce=True,
+                         max_instances=1, misfire_grace_time=3600, **fields)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking jobs, let the running ones finish (bounded), then shut down."""

@@ -1,5 +1,5 @@
 """Admin pages: users (admin), connectors (admin), policies with a due-time preview, canned responses and
-dead letters (manager). Editing calendars and policies stays in the config file for now."""
+dead letters (manager). Calendars and policies are edited in web/admin_sla.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from carebox.errors import BadPayload
 from carebox.models import MAX_ROW_ID
 from carebox.ports import IngestBatch
 from carebox.store import actions, queries
-from web import auth, explain
+from web import admin_sla, auth, explain
 from web.assigning import auto_assign
 from web.i18n import CURRENT, LANGUAGES
 from web.i18n import gettext as _
@@ -25,9 +25,9 @@ from web.keys import (
     engine_key,
     now_key,
     pipeline_key,
-    settings_key,
 )
 from web.live import LiveEvent, announce
+from web.views import stored_accounts
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,11 @@ async def _render(request: web.Request, name: str, context: dict[str, Any], stat
 async def users(request: web.Request, error: str | None = None) -> web.Response:
     """GET /admin/users (admin)."""
     auth.require(request, "admin")
+    known = {f"{c.network}/{c.account}" for c in request.app[connectors_key].values()}  # accounts, for the hint
+    known |= {f"{n}/{a}" for n, a in await queries.known_accounts(request.app[engine_key])}
     return await _render(request, "admin_users.html", {"users": await queries.all_users(request.app[engine_key]),
-                                                       "roles": list(auth.ROLES), "error": error}, 400 if error else 200)
+                                                       "roles": list(auth.ROLES), "error": error,
+                                                       "known_accounts": sorted(known)}, 400 if error else 200)
 
 
 async def save_user(request: web.Request) -> web.StreamResponse:
@@ -67,13 +70,19 @@ async def save_user(request: web.Request) -> web.StreamResponse:
     role = str(form.get("role", "agent"))
     if role not in auth.ROLES:
         return await users(request, _("Unknown role."))
+    try:  # the accounts an agent may see; absent from the form: unchanged
+        accounts = {"accounts": stored_accounts(str(form["accounts"]))} if "accounts" in form else {}
+    except ValueError as err:
+        return await users(request, _("Write each account as network/account, like x/acme (not: %(entry)s).")
+                           % {"entry": str(err)})
     if form.get("user_id"):
         user_id = int(str(form["user_id"])) if str(form["user_id"]).isdigit() else 0
         if not 0 < user_id <= MAX_ROW_ID:
             raise web.HTTPNotFound(text=_("No such user."))
         if user_id == me["id"] and (role != "admin" or form.get("active") != "1"):
             return await users(request, _("You cannot remove your own admin role or deactivate yourself."))
-        await actions.update_user(engine, user_id, me["id"], now, role=role, active=form.get("active") == "1")
+        await actions.update_user(engine, user_id, me["id"], now, role=role, active=form.get("active") == "1",
+                                  **accounts)
         raise web.HTTPSeeOther("/admin/users")
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     if not username or len(password) < 10:
@@ -82,7 +91,7 @@ async def save_user(request: web.Request) -> web.StreamResponse:
         return await users(request, _("This user name is taken."))
     user_id = await actions.add_user(engine, username, auth.hash_password(password), role, now,
                                      str(form.get("display_name", "")).strip())
-    await actions.update_user(engine, user_id, me["id"], now, language="auto")
+    await actions.update_user(engine, user_id, me["id"], now, language="auto", **accounts)
     raise web.HTTPSeeOther("/admin/users")
 
 
@@ -113,17 +122,18 @@ def _preview(request: web.Request) -> dict[str, Any] | None:
         return {"error": _("No clock would start for this conversation.")}
     clock = {"target": plan.target, "policy": plan.policy, "started_at": plan.started_at,
              "calendar_version": plan.calendar_version, "business_due": plan.business_due}
-    why = explain.why_lines(request.app[settings_key].sla, {**row, "clocks": [clock]}, started)
+    why = explain.why_lines(book.settings, {**row, "clocks": [clock]}, started)
     return {"plan": plan, "why": why, "row": row}
 
 
 async def policies(request: web.Request) -> web.Response:
     """GET /admin/policies (manager): calendars, policies, and a preview of the due time of a message."""
     auth.require(request, "manager")
-    sla = request.app[settings_key].sla
+    sla = request.app[clocks_key].settings  # the configured settings with the versions saved from the web
     return await _render(request, "admin_policies.html", {
         "calendars": sorted(sla.calendars.values(), key=lambda c: c.name), "policies": sla.policies,
         "expectation_s": sla.customer_expectation_s, "preview": _preview(request), "q": request.query,
+        "sources": await admin_sla.sources(request),
     })
 
 

@@ -22,7 +22,8 @@ from web.keys import (
     user_key,
 )
 from web.live import LiveEvent, announce
-from web.views import _filters
+from web.reply_kinds import reply_kinds
+from web.views import _filters, can_take, scope_of
 
 log = logging.getLogger(__name__)
 CONVERSATION_FIELDS = ("id", "network", "account", "status", "priority", "category", "language", "assignee_id", "snippet",
@@ -79,9 +80,17 @@ async def list_conversations(request: web.Request) -> web.Response:
     return _json({"items": [_public(r) for r in page.rows], "next": page.next_cursor})
 
 
+async def _visible(request: web.Request) -> int:
+    """The path's conversation id when it exists on an account the user may see; 404 otherwise."""
+    conversation_id = _id(request)
+    if not await queries.can_see(request.app[engine_key], conversation_id, scope_of(request[user_key])):
+        raise web.HTTPNotFound(text="no such conversation")
+    return conversation_id
+
+
 async def get_conversation(request: web.Request) -> web.Response:
     """GET /api/v1/conversations/{id}."""
-    conv = await queries.conversation(request.app[engine_key], _id(request))
+    conv = await queries.conversation(request.app[engine_key], _id(request), scope_of(request[user_key]))
     if conv is None:
         raise web.HTTPNotFound(text="no such conversation")
     return _json({**_public(conv), "assignee": conv["assignee"],
@@ -90,15 +99,16 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 async def list_mentions(request: web.Request) -> web.Response:
     """GET /api/v1/conversations/{id}/mentions: the thread."""
-    return _json({"items": await queries.mentions_of(request.app[engine_key], _id(request))})
+    return _json({"items": await queries.mentions_of(request.app[engine_key], await _visible(request))})
 
 
 async def post_reply(request: web.Request) -> web.Response:
-    """POST /api/v1/conversations/{id}/replies {"text", "seen_mention_id"?}: publish through the connector."""
+    """POST /api/v1/conversations/{id}/replies {"text", "seen_mention_id"?, "public"?}: publish through the
+    connector; `public` false sends a private message, absent answers in the kind of the customer's last message."""
     app, user, conversation_id = request.app, request[user_key], _id(request)
     body = await _body(request)
     text = str(body.get("text", "")).strip()
-    conv = await queries.conversation(app[engine_key], conversation_id)
+    conv = await queries.conversation(app[engine_key], conversation_id, scope_of(user))
     if conv is None:
         raise web.HTTPNotFound(text="no such conversation")
     limit = app[inbox_settings_key].reply_limit(conv["network"])
@@ -111,11 +121,19 @@ async def post_reply(request: web.Request) -> web.Response:
         news = await queries.activity_since(app[engine_key], conversation_id, seen, user["id"])
         if news:
             return _json({"error": "held: new activity since seen_mention_id", "activity": news}, status=409)
+    public = body.get("public")
+    if public is not None and not isinstance(public, bool):
+        raise web.HTTPBadRequest(text="public must be true (a public reply) or false (a private message)")
+    kinds = reply_kinds(app[connectors_key], conv)
+    if public is not None and public != kinds["public"] and not kinds["choice"]:
+        raise web.HTTPUnprocessableEntity(text=f"{conv['network']} offers no choice here: a private message is answered "
+                                               "privately, and a public post publicly")
     connector = connector_for(app[connectors_key], conv)
     if connector is None:
         raise web.HTTPServiceUnavailable(text=f"no connector is running for {conv['network']}/{conv['account']}")
     try:
-        sent = await pipeline.reply(app[pipeline_key], connector, conversation_id, text, user["id"], app[now_key])
+        sent = await pipeline.reply(app[pipeline_key], connector, conversation_id, text, user["id"], app[now_key],
+                                    public)
     except ConnectorError as err:
         raise web.HTTPBadGateway(text=f"the network refused or failed the reply: {err}") from None
     except NotFound as err:
@@ -126,12 +144,14 @@ async def post_reply(request: web.Request) -> web.Response:
 
 async def put_assignment(request: web.Request) -> web.Response:
     """PUT /api/v1/conversations/{id}/assignment {"assignee_id": int | null}."""
-    conversation_id, body = _id(request), await _body(request)
+    conversation_id, body = await _visible(request), await _body(request)
     assignee = body.get("assignee_id")
     if assignee is not None and (not isinstance(assignee, int) or isinstance(assignee, bool)):
         raise web.HTTPBadRequest(text="assignee_id must be a user id or null")
     if assignee is not None and not _in_range(assignee):
         raise web.HTTPNotFound(text="no such user")
+    if not await can_take(request.app, conversation_id, assignee):
+        raise web.HTTPUnprocessableEntity(text="this agent cannot see this conversation's account")
     try:
         await actions.assign(request.app[engine_key], conversation_id, assignee, request[user_key]["id"], request.app[now_key]())
     except NotFound as err:
@@ -180,15 +200,19 @@ OPENAPI: dict[str, Any] = {
                                              {"200": "items and next cursor", "400": "bad view or cursor"}, params=_Q)},
         "/api/v1/conversations/{id}": {"get": _op("One conversation", {"200": "the conversation", "404": "unknown"},
                                                   params=[_ID])},
-        "/api/v1/conversations/{id}/mentions": {"get": _op("Its thread, oldest first", {"200": "items"}, params=[_ID])},
+        "/api/v1/conversations/{id}/mentions": {"get": _op("Its thread, oldest first", {"200": "items", "404": "unknown"},
+                                                           params=[_ID])},
         "/api/v1/conversations/{id}/replies": {"post": _op(
             "Publish a reply through the conversation's connector; the SLA clock stops when the network confirms.",
             {"201": "sent", "409": "held: new activity since seen_mention_id (send again with force)",
-             "422": "empty or too long", "502": "the network refused"}, params=[_ID],
+             "400": "public is not a boolean", "422": "empty or too long, or a kind of reply the network does not allow here",
+             "502": "the network refused"}, params=[_ID],
             body={"type": "object", "required": ["text"], "properties": {
-                "text": {"type": "string"}, "seen_mention_id": {"type": "integer"}, "force": {"type": "boolean"}}})},
+                "text": {"type": "string"}, "seen_mention_id": {"type": "integer"}, "force": {"type": "boolean"},
+                "public": {"type": "boolean"}}})},
         "/api/v1/conversations/{id}/assignment": {"put": _op(
-            "Assign (or unassign with null); audited", {"200": "assigned", "404": "unknown conversation or user"},
+            "Assign (or unassign with null); audited", {"200": "assigned", "404": "unknown conversation or user",
+                                                        "422": "the assignee cannot see the conversation's account"},
             params=[_ID], body={"type": "object", "properties": {"assignee_id": {"type": ["integer", "null"]}}})},
     },
 }

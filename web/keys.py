@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox.clocks import ClockBook
 from carebox.config import Settings
+from carebox.escalation import EditFollower
 from carebox.pipeline import Pipeline
 from carebox.ports import Connector
 
@@ -35,3 +36,5 @@ tasks_key = web.AppKey("tasks", set[asyncio.Task[Any]])
 user_key = web.RequestKey("user", dict)
 # callables told about SLA warnings, breaches and escalations as they fire (set by the composition root)
 sla_listeners_key = web.AppKey("sla_listeners", list)
+# applies calendars and policies saved from the web in this process and tells the others (composition root)
+sla_edits_key = web.AppKey("sla_edits", EditFollower)

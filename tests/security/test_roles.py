@@ -74,7 +74,9 @@ async def test_every_admin_and_report_route_checks_the_role_the_rules_demand(aio
     table = routes(app)
     assert rule_violations(table) == []
     assert {r.path for r in table if rule_for(r.path)} >= {"/admin/users", "/admin/connectors", "/admin/policies",
-                                                          "/admin/canned", "/admin/dead-letters", "/reports"}
+                                                          "/admin/canned", "/admin/dead-letters", "/reports",
+                                                          "/admin/calendars/{name}", "/admin/policies/{name}"}
+    assert {r.method for r in table if r.path in ("/admin/calendars/{name}", "/admin/policies/{name}")} == {"GET", "POST"}
 
 
 async def test_an_admin_route_without_a_role_check_fails_the_rule_check(aiohttp_client, app):

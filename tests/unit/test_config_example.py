@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAGMENTS = ROOT / "docs" / "config-fragments"
 EXAMPLE = ROOT / "config.example.toml"
 # Sections in reading order; connector fragments come last and commented out (they need credentials).
-ORDER = ("00-core", "sla", "triage", "outage", "notify", "web", "reports", "privacy", "scaleout")
+ORDER = ("00-core", "sla", "triage", "outage", "incidents", "notify", "web", "reports", "privacy", "scaleout")
 
 
 def _commented(text: str) -> str:
