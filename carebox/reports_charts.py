@@ -34,7 +34,7 @@ def trend_svg(points: Sequence[TrendPoint], title: str = "Median first response 
     `link` is a URL prefix; when given, each period's bars link to its drill-down (`link` + local day number)."""
     left, bottom, top = 56, 36, 28
     plot_w, plot_h = width - left - 10, height - top - bottom
-    peak = max([v for p in points for v in (p.frt_wall_p50_s, p.frt_business_p50_s) if v is not None] or [1.0])
+    peak = max([v for p in points for v in (p.frt_wall_p50_s, p.frt_business_p50_s) if v is not None] or [0.0]) or 1.0
     slot = plot_w / max(1, len(points))
     bar = max(1.0, slot * 0.4)
     parts = [_svg_open(width, height, title, 11),

@@ -253,3 +253,10 @@ def test_to_json_keeps_the_promised_per_account_keys():
 def test_text_table_names_the_breakdown():
     report = _report()
     assert text_table(report.groups, report.totals, "category").startswith("category")
+
+
+def test_a_trend_of_instant_answers_draws_without_dividing_by_zero():
+    # on a weekend every business-clock median is 0 s, and answers within the second make the wall clock 0 s too
+    day = reports.TrendPoint(date(2026, 11, 22), 3, 3, 0.0, 0.0, 100.0, 0)
+    svg = trend_svg([day, reports.TrendPoint(date(2026, 11, 23), 0, 0, None, None, None, 0)])
+    assert svg.startswith("<svg") and "NaN" not in svg
