@@ -56,6 +56,9 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             return web.json_response({"error": exc.text or exc.reason}, status=exc.status,
                                      headers={k: v for k, v in exc.headers.items() if k == "WWW-Authenticate"})
         return _error(request, exc.status, exc.text or exc.reason)
+    except ConnectionResetError:  # the browser went away mid-response (a download cancelled): nobody to answer
+        log.info("client closed the connection during %s %s", request.method, request.path)
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.path.startswith(("/api/", "/hooks/")):

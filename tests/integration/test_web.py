@@ -147,3 +147,18 @@ async def test_security_headers_are_set(client):
     resp = await client.get("/login")
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_browser_leaving_mid_response_is_not_logged_as_a_server_error(caplog):
+    from aiohttp.test_utils import make_mocked_request
+
+    from web.app import error_pages
+
+    async def download(request):
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    caplog.set_level("INFO", "web.app")
+    with pytest.raises(ConnectionResetError):
+        await error_pages(make_mocked_request("GET", "/reports/export.csv"), download)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("client closed the connection" in r.getMessage() for r in caplog.records)
