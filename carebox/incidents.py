@@ -175,7 +175,7 @@ class OutageWatcher:
         updates = {}
         for incident in self.open.values():
             points = {p[0]: p for p in orjson.loads(incident.get("series") or "[]")}
-            fresh = recent_buckets(self.detector, incident["account"], incident["cluster_key"])
+            fresh = self.detector.recent(incident["account"], incident["cluster_key"])
             lo = (incident["started_at"] - SERIES_BEFORE).timestamp()
             hi = (incident["started_at"] + SERIES_AFTER).timestamp()
             added = {p[0]: p for p in fresh if lo <= p[0] <= hi and p[0] not in points}
@@ -189,19 +189,3 @@ class OutageWatcher:
 def _slots(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
     """Open incidents by (account, cluster key); an incident split off by hand is not the detector's."""
     return {(row["account"], row["cluster_key"]): row for row in rows if row["source"] != "split"}
-
-
-def recent_buckets(detector: outage.Detector, account: str, key: str | None) -> list[list[float]]:
-    """[bucket start (epoch seconds), complaints counted, complaints expected] for the buckets the detector
-    still holds for one series, oldest first; [] when it has none (or its internals changed)."""
-    try:
-        series = detector._series.get((account, key or outage.ACCOUNT_WIDE))
-        closed, size = detector._closed, detector.settings.bucket
-        if series is None or closed is None:
-            return []
-        counts, expects = list(series.counts), list(series.expects)
-    except AttributeError:  # the detector's state is its own: without it the chart simply has no baseline
-        return []
-    n = min(len(counts), len(expects))
-    return [[(closed - n + 1 + i) * size, counts[len(counts) - n + i], round(expects[len(expects) - n + i], 4)]
-            for i in range(n)]

@@ -161,6 +161,17 @@ class Detector:
         return [(a, None if k == ACCOUNT_WIDE else k, s.episode["severity"])
                 for (a, k), s in sorted(self._series.items()) if s.episode]
 
+    def recent(self, account: str, key: str | None) -> list[list[float]]:
+        """[bucket start (epoch seconds), complaints counted, complaints expected] for the closed buckets still
+        held for one series, oldest first (an incident chart's bars and baseline); [] when there are none."""
+        series = self._series.get((account, key or ACCOUNT_WIDE))
+        if series is None or self._closed is None:
+            return []
+        counts, expects = list(series.counts), list(series.expects)
+        n, size = min(len(counts), len(expects)), self.settings.bucket
+        return [[(self._closed - n + 1 + i) * size, counts[len(counts) - n + i], round(expects[len(expects) - n + i], 4)]
+                for i in range(n)]
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-able state, for persistence across restarts."""
         return {
