@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 import orjson
 
 from carebox.errors import (
     AuthenticationFailed,
+    BadPayload,
     ConnectorError,
     ConnectorUnavailable,
     RateLimited,
     ReplyRejected,
 )
+from connectors._time import parse_iso
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,9 +36,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None  # "inf" would wait forever
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -51,12 +56,14 @@ def parse_rate_reset(value: str | None, now: datetime | None = None) -> float | 
         return None
     now = now or datetime.now(UTC)
     try:
-        return max(0.0, float(value) - now.timestamp())
+        epoch = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, epoch - now.timestamp()) if math.isfinite(epoch) else None
     try:
-        return max(0.0, (datetime.fromisoformat(value.replace("Z", "+00:00")) - now).total_seconds())
-    except ValueError:
+        return max(0.0, (parse_iso(value, "rate limit reset") - now).total_seconds())
+    except BadPayload:  # a zone-less time used to escape as TypeError
         return None
 
 
@@ -100,6 +107,34 @@ async def request_json(
                 raise ConnectorUnavailable(connector, "response is not valid JSON") from err
     except (TimeoutError, aiohttp.ClientError) as err:
         raise ConnectorUnavailable(connector, f"{type(err).__name__}: {err}") from err
+
+
+async def read_stream(
+    session: aiohttp.ClientSession,
+    connector: str,
+    url: str,
+    *,
+    on_open: Callable[[], Awaitable[None]],
+    on_line: Callable[[bytes], Awaitable[None]],
+    connect_timeout: float,
+    idle_timeout: float,
+    **kwargs: Any,
+) -> NoReturn:
+    """Read a long-lived line stream (X filtered stream, SSE) until it fails: it only ends in a carebox error."""
+    # on_open runs once connected, before the first line: the caller's catch-up poll. on_line gets each line with
+    # its newline; a last fragment without one means the server cut mid-line. Silence past idle_timeout and a
+    # close by the server are ConnectorUnavailable, so the caller backs off and reconnects.
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=idle_timeout)
+    try:
+        async with session.get(url, timeout=timeout, **kwargs) as resp:
+            if resp.status >= 400:
+                raise error_for_status(connector, resp.status, resp.headers, (await resp.text())[:200])
+            await on_open()
+            async for line in resp.content:
+                await on_line(line)
+    except (TimeoutError, aiohttp.ClientError) as err:
+        raise ConnectorUnavailable(connector, f"stream: {type(err).__name__}: {err}") from err
+    raise ConnectorUnavailable(connector, "stream closed by the server")
 
 
 class Backoff:

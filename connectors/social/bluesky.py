@@ -32,7 +32,9 @@ from carebox.ports import (
     Rejected,
     SentReply,
 )
+from connectors._health import Health
 from connectors._http import Backoff, error_for_status, parse_rate_reset, with_retries
+from connectors._time import parse_iso
 from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
@@ -42,25 +44,10 @@ POST_COLLECTION = "app.bsky.feed.post"
 MENTION_FEATURE = "app.bsky.richtext.facet#mention"
 REASONS = ("mention", "reply", "quote")
 PROFILES_PER_CALL = 25  # app.bsky.actor.getProfiles accepts at most 25 actors
+parse_datetime = parse_iso  # the former name, still used by tests/reliability
 
 
 # ---------------------------------------------------------------- pure parsing
-
-
-def parse_datetime(value: Any, field: str) -> datetime:
-    """An aware UTC datetime from an AT Protocol datetime string; BadPayload otherwise."""
-    if not isinstance(value, str) or not value:
-        raise BadPayload(f"{field} missing or not text")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError as err:
-        raise BadPayload(f"{field} is not an ISO 8601 datetime: {value[:40]!r}") from err
-    if parsed.tzinfo is None:
-        raise BadPayload(f"{field} has no time zone: {value[:40]!r}")
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError) as err:
-        raise BadPayload(f"{field} is out of range in UTC: {value[:40]!r}") from err
 
 
 def post_url(web_url: str, author: str, uri: str) -> str:
@@ -91,9 +78,9 @@ def parse_notification(
     if not isinstance(text, str):
         raise BadPayload("post record has no text")
     try:
-        created_at = parse_datetime(record.get("createdAt"), "record.createdAt")
+        created_at = parse_iso(record.get("createdAt"), "record.createdAt")
     except BadPayload:
-        created_at = parse_datetime(note.get("indexedAt"), "indexedAt")
+        created_at = parse_iso(note.get("indexedAt"), "indexedAt")
     did = author["did"]
     handle: str = author["handle"] if isinstance(author.get("handle"), str) else did
     reply = record.get("reply")
@@ -189,7 +176,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, frozenset[str]] | None:
         return None
     try:
         obj = orjson.loads(cursor)
-        return parse_datetime(obj["t"], "cursor.t"), frozenset(u for u in obj.get("u", ()) if isinstance(u, str))
+        return parse_iso(obj["t"], "cursor.t"), frozenset(u for u in obj.get("u", ()) if isinstance(u, str))
     except (orjson.JSONDecodeError, BadPayload, KeyError, TypeError) as err:
         log.warning("ignoring unreadable bluesky cursor %r: %s", cursor[:80], err)
         return None
@@ -207,7 +194,7 @@ def advance_cursor(
     """The cursor state after reading `notes` (their indexedAt must parse)."""
     newest, uris = state if state else (None, frozenset())
     for n in notes:
-        at = parse_datetime(n.get("indexedAt"), "indexedAt")
+        at = parse_iso(n.get("indexedAt"), "indexedAt")
         if newest is None or at > newest:
             newest, uris = at, frozenset({n["uri"]})
         elif at == newest:
@@ -231,10 +218,11 @@ def xrpc_error(body: bytes) -> str | None:
     return obj.get("error") if isinstance(obj, dict) and isinstance(obj.get("error"), str) else None
 
 
-class BlueskyConnector:
+class BlueskyConnector(Health):
     """Polls listNotifications for one Bluesky account and publishes replies as posts."""
 
     network = NETWORK
+    health_log = log
     private_replies = False  # replies are posts; chat is not supported
 
     def __init__(
@@ -256,8 +244,7 @@ class BlueskyConnector:
         self._access: str | None = None
         self._refresh_jwt: str | None = None
         self.did: str | None = None
-        self.last_error: str | None = None
-        self.last_ok_at: datetime | None = None
+        self.health_subject = f"bluesky {self.name}"
         self._undated: set[str] = set()
         self._rate_wait = 0.0  # a rate limit met after the poll itself succeeded, waited out before the next
 
@@ -344,7 +331,7 @@ class BlueskyConnector:
                 try:
                     if not isinstance(n, Mapping) or not isinstance(n.get("uri"), str):
                         raise BadPayload("notification is not an object with a uri")
-                    at = parse_datetime(n.get("indexedAt"), "indexedAt")
+                    at = parse_iso(n.get("indexedAt"), "indexedAt")
                 except BadPayload as err:
                     payload = payload_text(n)
                     if payload not in self._undated:  # cannot be placed before or after the cursor
@@ -401,37 +388,21 @@ class BlueskyConnector:
         cursor = encode_cursor(*new_state) if new_state else None
         return IngestBatch(self.name, tuple(mentions), tuple(rejected), cursor), new_state
 
-    def _mark_error(self, err: BaseException) -> None:
-        if self.last_error is None:
-            log.warning("bluesky %s unavailable: %s", self.name, err)
-        self.last_error = str(err)
-
-    def _mark_ok(self) -> None:
-        if self.last_error is not None:
-            log.info("bluesky %s back", self.name)
-        self.last_error = None
-        self.last_ok_at = datetime.now(UTC)
-
     async def run(self, sink: MentionSink, cursor: str | None) -> None:
         """Poll notifications from `cursor` on until cancelled; AuthenticationFailed ends the loop."""
         state = decode_cursor(cursor)
-        while True:
-            try:
-                batch, state = await self.poll_once(state)
-            except AuthenticationFailed as err:
-                self._mark_error(err)
-                log.error("bluesky %s needs credentials: %s", self.name, err)
-                raise
-            except (ConnectorUnavailable, RateLimited) as err:
-                self._mark_error(err)
-                await self._sleep(self._backoff.delay(err))
-                continue
+
+        async def step() -> None:
+            nonlocal state
+            batch, state = await self.poll_once(state)
             if batch is not None:
                 await sink.put(batch)
-            self._mark_ok()
+            self._ok()
             self._backoff.reset()
             wait, self._rate_wait = max(self.options.poll_interval, self._rate_wait), 0.0
             await self._sleep(wait)
+
+        await self._run_steps(step, self._backoff, self._sleep)
 
     async def send_reply(self, reply: OutboundReply) -> SentReply:
         """Post `reply` in the thread of the post it answers (reply.root and reply.parent strong refs)."""
@@ -456,7 +427,7 @@ class BlueskyConnector:
         out = await self.xrpc("POST", "com.atproto.repo.createRecord", body=body)  # not retried: not idempotent
         if not isinstance(out, Mapping) or not isinstance(out.get("uri"), str):
             raise ConnectorUnavailable(self.name, "createRecord answer has no uri")
-        self._mark_ok()
+        self._ok()
         return SentReply(out["uri"], now, post_url(self.options.web_url, self.account, out["uri"]), dict(out))
 
 

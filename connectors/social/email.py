@@ -36,6 +36,7 @@ from carebox.ports import (
     Rejected,
     SentReply,
 )
+from connectors._health import Health
 from connectors._http import Backoff, with_retries
 
 log = logging.getLogger(__name__)
@@ -218,10 +219,11 @@ class _RelayHandler:
         return await self.connector.deliver(self.sink, envelope.original_content or b"")
 
 
-class EmailConnector:
+class EmailConnector(Health):
     """One brand mailbox: receives relayed mail over SMTP and answers through an SMTP server."""
 
     network = NETWORK
+    health_log = log
     private_replies = False  # an e-mail is private already: one kind of reply
 
     def __init__(
@@ -230,8 +232,7 @@ class EmailConnector:
         self.options = options
         self.name = options.name
         self.account = options.account
-        self.last_error: str | None = None
-        self.last_ok_at: datetime | None = None
+        self.health_subject = f"{self.name}:"
         self.bound_port: int | None = None
         self.listening = asyncio.Event()
         self._password = password
@@ -239,17 +240,6 @@ class EmailConnector:
         self._backoff = backoff or Backoff()
         self._send_backoff = Backoff(self._backoff.base, self._backoff.cap)
         self._threads: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()
-
-    def _ok(self) -> None:
-        if self.last_error is not None:
-            log.info("%s: back", self.name)
-        self.last_error = None
-        self.last_ok_at = datetime.now(UTC)
-
-    def _failed(self, err: Exception) -> None:
-        if self.last_error is None:
-            log.warning("%s: unavailable: %s", self.name, err)
-        self.last_error = str(err) or type(err).__name__
 
     def _remember(self, mention: InboundMention) -> None:
         """Keep subject and References of recent mail so replies thread without asking the store."""
@@ -321,17 +311,16 @@ class EmailConnector:
 
     async def _poll_imap(self, sink: MentionSink, state: tuple[int, int] | None) -> None:
         """Reconnect with backoff after network failures; refused credentials end the run."""
-        while True:
+
+        async def step() -> None:
+            nonlocal state
             session = _ImapSession(self, sink, state)
             try:
                 await session.run()
-            except AuthenticationFailed as err:
-                self._failed(err)
-                raise
-            except ConnectorUnavailable as err:
-                state = session.state
-                self._failed(err)
-                await asyncio.sleep(self._backoff.delay(err))
+            finally:
+                state = session.state  # where the next connection resumes
+
+        await self._run_steps(step, self._backoff, asyncio.sleep)
 
     async def send_reply(self, reply: OutboundReply) -> SentReply:
         """Send the answer by SMTP with In-Reply-To/References so it threads in the customer's client."""

@@ -36,6 +36,7 @@ from carebox.ports import (
     Rejected,
     SentReply,
 )
+from connectors._health import Health
 from connectors._http import with_retries
 from connectors.social.facebook_parse import (  # re-exported: instagram.py and the tests use them from here
     ENRICH_ATTEMPTS,
@@ -76,9 +77,10 @@ async def fetch_page_mention(conn: GraphConnector, value: dict[str, Any]) -> dic
     return value | {k: found[k] for k in keep if isinstance(found, Mapping) and k in found}
 
 
-class GraphConnector:
+class GraphConnector(Health):
     """A Facebook Page or an Instagram account: webhook routes in, Graph API replies out."""
 
+    health_log = log
     private_replies = True  # a comment reply, or a private reply to the comment (Send API, recipient.comment_id)
 
     def __init__(
@@ -107,8 +109,7 @@ class GraphConnector:
         self._sleep = sleep
         self._clock = clock
         self._rate_limited_until = 0.0  # no lookup before this clock() value: Graph asked us to wait
-        self.last_error: str | None = None
-        self.last_ok_at: datetime | None = None
+        self.health_subject = f"{network} {self.name}"
 
     async def graph(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
         """One Graph API call with the page access token; decoded JSON or a carebox error."""
@@ -158,12 +159,12 @@ class GraphConnector:
             batch = await self.batch_for(body)
         except (ConnectorUnavailable, RateLimited) as err:
             # a lookup the mentions need failed for now: refuse, and Meta delivers the payload again
-            self._mark_error(err)
+            self._failed(err)
             wait = err.retry_after if isinstance(err, RateLimited) else 1.0
             return web.Response(status=503, text="try again later", headers={"Retry-After": str(math.ceil(wait))})
         if batch.mentions or batch.rejected:
             await sink.put_durable(batch)  # raising here answers 500: Meta will deliver again
-        self._mark_ok()
+        self._ok()
         return web.Response(text="EVENT_RECEIVED")
 
     async def batch_for(self, body: bytes) -> IngestBatch:
@@ -217,17 +218,6 @@ class GraphConnector:
                 await self._sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    def _mark_error(self, err: BaseException) -> None:
-        if self.last_error is None:
-            log.warning("%s %s unavailable: %s", self.network, self.name, err)
-        self.last_error = str(err)
-
-    def _mark_ok(self) -> None:
-        if self.last_error is not None:
-            log.info("%s %s back", self.network, self.name)
-        self.last_error = None
-        self.last_ok_at = datetime.now(UTC)
-
     async def _ig_reply_target(self, comment_id: str) -> str:
         """Instagram nests one level only: a reply to a reply goes under its top-level comment."""
         found = await with_retries(
@@ -267,11 +257,11 @@ class GraphConnector:
                 out = await self.graph("POST", path, body={"message": reply.text})
                 external_id = out.get("id") if isinstance(out, Mapping) else None
         except (ConnectorUnavailable, RateLimited, AuthenticationFailed) as err:
-            self._mark_error(err)
+            self._failed(err)
             raise
         if not isinstance(external_id, str):
             raise ConnectorUnavailable(self.name, "Graph answer has no id")
-        self._mark_ok()
+        self._ok()
         url = f"https://www.facebook.com/{external_id}" if reply.public and self.network == "facebook" else None
         return SentReply(external_id, datetime.now(UTC), url, dict(out))
 

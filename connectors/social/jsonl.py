@@ -11,6 +11,7 @@ import orjson
 
 from carebox.errors import BadPayload
 from carebox.ports import Direction, InboundMention
+from connectors._time import parse_iso
 
 _REQUIRED = ("external_id", "author_id", "text", "created_at")
 _BOOLS = ("public", "verified", "is_repost", "automated")
@@ -57,16 +58,7 @@ def parse_time(value: Any) -> datetime:
             raise BadPayload(f"created_at out of range: {value!r}") from err
     if not isinstance(value, str):
         raise BadPayload(f"created_at must be ISO 8601 text or epoch seconds, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as err:
-        raise BadPayload(f"created_at is not ISO 8601: {value[:40]!r}") from err
-    if parsed.tzinfo is None:
-        raise BadPayload(f"created_at has no time zone: {value[:40]!r}")
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError) as err:
-        raise BadPayload(f"created_at is out of range in UTC: {value[:40]!r}") from err
+    return parse_iso(value)
 
 
 def _text(obj: Mapping[str, Any], key: str, default: str | None = None) -> str:

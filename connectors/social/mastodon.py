@@ -8,7 +8,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -17,12 +16,9 @@ import orjson
 
 from carebox.duration import parse_duration
 from carebox.errors import (
-    AuthenticationFailed,
     BadPayload,
     ConfigError,
-    ConnectorError,
     ConnectorUnavailable,
-    RateLimited,
     ReplyRejected,
 )
 from carebox.ports import (
@@ -34,7 +30,9 @@ from carebox.ports import (
     Rejected,
     SentReply,
 )
-from connectors._http import Backoff, error_for_status, request_json, with_retries
+from connectors._health import Health
+from connectors._http import Backoff, read_stream, request_json, with_retries
+from connectors._time import parse_iso
 from connectors.social.jsonl import payload_text
 
 log = logging.getLogger(__name__)
@@ -42,6 +40,7 @@ log = logging.getLogger(__name__)
 NETWORK = "mastodon"
 MODES = ("stream", "poll")
 VISIBILITIES = ("public", "unlisted", "private", "direct")
+parse_time = parse_iso  # the former name, still used by tests/fuzz
 
 
 # --- pure parsing -------------------------------------------------------------------------------
@@ -82,22 +81,6 @@ def newest(*ids: str | None) -> str | None:
     """The highest of some ids, or None."""
     present = [i for i in ids if i]
     return max(present, key=id_key) if present else None
-
-
-def parse_time(value: Any) -> datetime:
-    """An aware UTC datetime from Mastodon's `2019-11-23T07:49:02.064Z`; BadPayload otherwise."""
-    if not isinstance(value, str):
-        raise BadPayload("created_at missing or not text")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as err:
-        raise BadPayload(f"created_at is not ISO 8601: {value[:40]!r}") from err
-    if parsed.tzinfo is None:
-        raise BadPayload(f"created_at has no time zone: {value[:40]!r}")
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError) as err:
-        raise BadPayload(f"created_at is out of range in UTC: {value[:40]!r}") from err
 
 
 def same_acct(a: str, b: str, instance_host: str = "") -> bool:
@@ -149,7 +132,7 @@ def parse_status(status: Mapping[str, Any], *, account: str, instance_host: str 
         "author_handle": acct,
         "author_name": str(author.get("display_name") or author.get("username") or ""),
         "text": text,
-        "created_at": parse_time(status.get("created_at")),
+        "created_at": parse_iso(status.get("created_at")),
         "direction": Direction.OUTBOUND if same_acct(acct, account, instance_host) else Direction.INBOUND,
         "in_reply_to": status.get("in_reply_to_id") if isinstance(status.get("in_reply_to_id"), str) else None,
         "public": visibility != "direct",
@@ -256,7 +239,7 @@ def parse_sent(body: Any) -> SentReply:
     url = body.get("url")
     return SentReply(
         external_id=_id(body, "id"),
-        created_at=parse_time(body.get("created_at")),
+        created_at=parse_iso(body.get("created_at")),
         url=url if isinstance(url, str) else None,
         raw=dict(body),
     )
@@ -352,10 +335,11 @@ def from_config(
 # --- the connector ------------------------------------------------------------------------------
 
 
-class MastodonConnector:
+class MastodonConnector(Health):
     """Reads mention notifications of one Mastodon account and publishes replies for it."""
 
     network = NETWORK
+    health_log = log
     private_replies = True  # the reply's visibility: the original's, or a `direct` mention
 
     def __init__(
@@ -370,44 +354,20 @@ class MastodonConnector:
         self.name = name
         self.account = options.account
         self.options = options
-        self.last_error: str | None = None
-        self.last_ok_at: datetime | None = None
+        self.health_subject = f"connector {name} is"
         self._session = session
         self._auth = {"Authorization": f"Bearer {token}"}
         self._sleep = sleep
         self._cursor: str | None = None  # survives reconnects within one run()
 
-    # health: log "unavailable" once and "back" once
-    def _ok(self) -> None:
-        if self.last_error is not None:
-            log.info("connector %s is back", self.name)
-        self.last_error = None
-        self.last_ok_at = datetime.now(UTC)
-
-    def _failed(self, err: ConnectorError) -> None:
-        if self.last_error is None:
-            log.warning("connector %s is unavailable: %s", self.name, err)
-        self.last_error = str(err)
-
     async def run(self, sink: MentionSink, cursor: str | None) -> None:
         """Stream (or poll) mentions from `cursor` on into `sink` until cancelled."""
         self._cursor = cursor
         backoff = Backoff(self.options.backoff_base, self.options.backoff_cap)
-        while True:
-            try:
-                if self.options.mode == "stream":
-                    await self._stream(sink, backoff)
-                else:
-                    await self._poll(sink)
-                    backoff.reset()
-                    await self._sleep(self.options.poll_interval)
-            except AuthenticationFailed as err:
-                self._failed(err)
-                log.error("connector %s needs new credentials: %s", self.name, err)
-                raise
-            except (ConnectorUnavailable, RateLimited) as err:
-                self._failed(err)
-                await self._sleep(backoff.delay(err))
+        if self.options.mode == "stream":
+            await self._run_steps(lambda: self._stream(sink, backoff), backoff, self._sleep)
+        else:
+            await self._run_steps(lambda: self._poll(sink), backoff, self._sleep, every=self.options.poll_interval)
 
     async def _poll(self, sink: MentionSink) -> None:
         """Read the mentions after the cursor page by page, oldest page first; one batch per page."""
@@ -441,25 +401,23 @@ class MastodonConnector:
     async def _stream(self, sink: MentionSink, backoff: Backoff) -> None:
         """Open the user notification stream, catch up by polling, then hand over each mention."""
         base = self.options.streaming_url or self.options.base_url
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.options.timeout,
-                                        sock_read=self.options.stream_idle_timeout)
-        try:
-            async with self._session.get(
-                base + "/api/v1/streaming/user/notification", headers=self._auth, timeout=timeout
-            ) as resp:
-                if resp.status >= 400:
-                    raise error_for_status(self.name, resp.status, resp.headers, (await resp.text())[:200])
-                # connected first, polled second: nothing posted in between is missed
-                await self._poll(sink)
-                self._ok()
-                backoff.reset()
-                decoder = SseDecoder()
-                async for line in resp.content:
-                    if (event := decoder.feed(line)) is not None:
-                        await self._stream_event(sink, *event)
-        except (TimeoutError, aiohttp.ClientError) as err:
-            raise ConnectorUnavailable(self.name, f"stream: {type(err).__name__}: {err}") from err
-        raise ConnectorUnavailable(self.name, "stream closed by the server")
+        decoder = SseDecoder()
+
+        async def catch_up() -> None:
+            # connected first, polled second: nothing posted in between is missed
+            await self._poll(sink)
+            self._ok()
+            backoff.reset()
+
+        async def on_line(line: bytes) -> None:
+            if (event := decoder.feed(line)) is not None:
+                await self._stream_event(sink, *event)
+
+        await read_stream(
+            self._session, self.name, base + "/api/v1/streaming/user/notification",
+            on_open=catch_up, on_line=on_line, headers=self._auth,
+            connect_timeout=self.options.timeout, idle_timeout=self.options.stream_idle_timeout,
+        )
 
     async def _stream_event(self, sink: MentionSink, event: str, data: str) -> None:
         page = parse_event(event, data, source=self.name, account=self.account,

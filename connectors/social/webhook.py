@@ -32,6 +32,7 @@ from carebox.ports import (
     Rejected,
     SentReply,
 )
+from connectors._health import Health
 from connectors._http import Backoff, request_json, with_retries
 from connectors._signing import SIGNATURE_HEADER, sign, verify
 from connectors.social.jsonl import parse_mention, payload_text
@@ -132,8 +133,10 @@ def parse_options(options: Mapping[str, Any], key: str) -> WebhookOptions:
     )
 
 
-class WebhookConnector:
+class WebhookConnector(Health):
     """Receives signed mention deliveries; sends replies, signed, to an optional callback URL."""
+
+    health_log = log
 
     def __init__(
         self,
@@ -149,24 +152,12 @@ class WebhookConnector:
         self.name = options.name
         self.network = options.network
         self.account = options.account
-        self.last_error: str | None = None
-        self.last_ok_at: datetime | None = None
+        self.health_subject = f"{self.name}:"
         self._secret = secret
         self._callback_secret = callback_secret or secret
         self._session = session
         self._clock = clock
         self._backoff = backoff or Backoff()
-
-    def _ok(self) -> None:
-        if self.last_error is not None:
-            log.info("%s: back", self.name)
-        self.last_error = None
-        self.last_ok_at = datetime.now(UTC)
-
-    def _failed(self, err: BaseException) -> None:
-        if self.last_error is None:
-            log.warning("%s: unavailable: %s", self.name, err)
-        self.last_error = str(err) or type(err).__name__
 
     def routes(self, sink: MentionSink) -> list[web.RouteDef]:
         """The delivery endpoint, relative to the connector's mount: POST /hooks/<name>/."""

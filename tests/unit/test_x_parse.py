@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from carebox.errors import BadPayload, ConfigError, ConnectorUnavailable
@@ -182,7 +183,7 @@ def test_stream_keep_alive_is_nothing():
 
 def test_stream_line_is_one_mention():
     line = b'{"data": %s, "includes": {"users": []}, "matching_rules": [{"id": "1", "tag": "t"}]}' % (
-        x.orjson.dumps(PAGE["data"][1]))
+        orjson.dumps(PAGE["data"][1]))
     page = x.parse_stream_line(line, source="s", account="brand", brand_user_id=BRAND_ID)
     assert page is not None and [m.external_id for m in page.mentions] == ["1460300000000000000"]
 
