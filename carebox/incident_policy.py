@@ -14,6 +14,9 @@ from carebox.sla_policy import SlaSettings
 
 DEFAULT = "*"  # the templates that apply to every network without its own
 PLACEHOLDERS = frozenset({"service"})
+# which incidents switch to the incident policy as they open, without anyone pressing the button
+AUTO_POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
+    "off": frozenset(), "detector": frozenset({"detector"}), "all": frozenset({"detector", "manual"})})
 SERVICE = {"en": "our service", "fr": "notre service"}  # {service} when the incident names no cluster
 TEMPLATES: Mapping[str, Mapping[str, str]] = MappingProxyType({
     DEFAULT: MappingProxyType({
@@ -35,10 +38,16 @@ TEMPLATES: Mapping[str, Mapping[str, str]] = MappingProxyType({
 
 @dataclass(frozen=True, slots=True)
 class IncidentSettings:
-    """The incident SLA policy (None: no switch offered) and the acknowledgement templates."""
+    """The incident SLA policy (None: no switch offered), which incidents switch to it as they open, and the
+    acknowledgement templates."""
 
     policy: str | None = None
+    auto_policy: str = "detector"
     templates: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: TEMPLATES)
+
+    def switches_on_open(self, source: str) -> bool:
+        """Whether an incident opened by `source` ("detector", "manual") goes onto the incident policy at once."""
+        return self.policy is not None and source in AUTO_POLICY.get(self.auto_policy, frozenset())
 
     def template(self, network: str, language: str | None, languages: Sequence[str] = ("en", "fr")) -> tuple[str, str]:
         """(language used, template) for a conversation: the network's own template in the conversation's
@@ -61,14 +70,18 @@ def render(template: str, service: str | None, language: str) -> str:
 
 def parse_settings(raw: Mapping[str, Any], sla: SlaSettings) -> IncidentSettings:
     """IncidentSettings from the [incidents] table; ConfigError names the key and what was expected."""
-    for unknown in sorted(set(raw) - {"policy", "acknowledgement"}):
-        raise ConfigError(f"incidents.{unknown}", "policy or acknowledgement")
+    for unknown in sorted(set(raw) - {"policy", "auto_policy", "acknowledgement"}):
+        raise ConfigError(f"incidents.{unknown}", "policy, auto_policy or acknowledgement")
     policy = raw.get("policy", "")
     if not isinstance(policy, str):
         raise ConfigError("incidents.policy", "the name of a [[policies]] entry, or \"\" for none")
     names = [p.name for p in sla.policies]
     if policy and policy not in names:
         raise ConfigError("incidents.policy", f"the name of a [[policies]] entry: one of {names}")
+    auto = raw.get("auto_policy", "detector")
+    if not isinstance(auto, str) or auto not in AUTO_POLICY:
+        raise ConfigError("incidents.auto_policy", 'one of "off", "detector" (incidents the detector opens) or "all" '
+                                                   "(those opened by hand too)")
     templates = {net: dict(langs) for net, langs in TEMPLATES.items()}
     table = raw.get("acknowledgement", {})
     if not isinstance(table, Mapping):
@@ -79,7 +92,7 @@ def parse_settings(raw: Mapping[str, Any], sla: SlaSettings) -> IncidentSettings
                 templates.setdefault(key, {})[lang] = _template(text, f"incidents.acknowledgement.{key}.{lang}")
         else:
             templates[DEFAULT][key] = _template(value, f"incidents.acknowledgement.{key}")
-    return IncidentSettings(policy=policy or None,
+    return IncidentSettings(policy=policy or None, auto_policy=auto,
                             templates=MappingProxyType({k: MappingProxyType(v) for k, v in templates.items()}))
 
 

@@ -15,6 +15,7 @@ from carebox import alerting, outage
 from carebox.ports import Notifier
 from carebox.store import incident_policy as policy_store
 from carebox.store import incidents as store
+from carebox.store.actions import record_audit
 
 log = logging.getLogger(__name__)
 WATCHED = ("outage", "complaint")
@@ -32,7 +33,8 @@ def dedup_key(account: str, key: str | None, started_at: datetime) -> str:
 def title(event: outage.EpisodeEvent) -> str:
     """A one-line summary people read on a pager."""
     what = f"complaints about {event.key}" if event.key else "complaints"
-    return f"@{event.account}: {what} rising ({event.count} in {event.window / 60:g} min, ~{event.baseline:.1f} expected)"
+    minutes = round(event.window / 60, 1)  # a window that ends in the minute in progress is fractional
+    return f"@{event.account}: {what} rising ({event.count} in {minutes:g} min, ~{event.baseline:.1f} expected)"
 
 
 class OutageWatcher:
@@ -51,12 +53,14 @@ class OutageWatcher:
         self.book: policy_store.PolicyClocks | None = None
         self.policy: str | None = None
         self.rearm: Callable[[list[dict[str, Any]]], Any] | None = None
+        self.auto = False
 
     def use_policy(self, book: policy_store.PolicyClocks, policy: str | None,
-                   rearm: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
+                   rearm: Callable[[list[dict[str, Any]]], Any] | None = None, *, auto: bool = False) -> None:
         """Keep linked conversations on their incident's SLA policy (named `policy` in the config) every tick,
-        and tell the scheduler (`rearm`) about the clocks that moved."""
-        self.book, self.policy, self.rearm = book, policy, rearm
+        and tell the scheduler (`rearm`) about the clocks that moved; with `auto`, the incidents the detector
+        opens switch to that policy at once ([incidents] auto_policy)."""
+        self.book, self.policy, self.rearm, self.auto = book, policy, rearm, auto
 
     async def start(self) -> None:
         """Restore the detector's state and the open incidents after a restart."""
@@ -110,9 +114,23 @@ class OutageWatcher:
             # complaints about the same service shortly before the spike belong to it; brand-wide, only those after
             evidence = min(event.started_at, event.at - timedelta(seconds=event.window))
             since = evidence - (LINK_LOOKBACK if event.key else timedelta(0))
+            by_hand = self.open.get(slot)
+            if by_hand is not None and by_hand["source"] == "manual":
+                # someone opened it by hand before the detector saw it: one incident (their title), one page
+                values.update(dedup_key=by_hand["dedup_key"], title=by_hand["title"], state=by_hand["state"])
             incident_id, linked = await store.open_incident(self.engine, values, since)
+            if await store.is_resolved(self.engine, incident_id):  # resolved by hand while the episode went on
+                log.info("incident %d was resolved by hand: the detector's episode goes on without it", incident_id)
+                return
+            if by_hand is not None and by_hand["id"] == incident_id:
+                await store.update_incident(self.engine, incident_id, severity=severity, peak_count=event.count,
+                                            baseline=event.baseline, reason=event.reason)
             self.open[slot] = {**values, "id": incident_id}
             log.warning("incident %d opened: %s (%d conversations linked)", incident_id, values["title"], linked)
+            if self.auto and self.policy is not None and await policy_store.switch_on_automatically(
+                    self.engine, incident_id, self.policy, now, "the detector opened the incident ([incidents] auto_policy)"):
+                self.open[slot]["policy"] = self.policy
+                log.info("incident %d: SLA policy %s switched on automatically", incident_id, self.policy)
         elif event.kind == "escalated":
             incident = self.open[slot]
             incident.update(severity=severity, peak_count=max(incident["peak_count"], event.count))
@@ -121,7 +139,9 @@ class OutageWatcher:
             incident = self.open.pop(slot)
             incident["state"] = "resolved"
             await store.update_incident(self.engine, incident["id"], state="resolved", resolved_at=event.at)
-            await policy_store.switch_off(self.engine, incident["id"], event.at)
+            if await policy_store.switch_off(self.engine, incident["id"], event.at):
+                await record_audit(self.engine, now, None, "incident.policy_off", incident_id=incident["id"],
+                                   policy=incident.get("policy") or self.policy, by="system", reason="the detector resolved the incident")
             log.info("incident %d resolved", incident["id"])
         else:
             return

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox.errors import NotFound
+from carebox.store.actions import record_audit
 from carebox.store.engine import write_transaction
 from carebox.store.incidents import incident_t
 from carebox.store.ingest import clock_t, conversation_t, event_t
@@ -44,6 +45,19 @@ async def switch_on(engine: AsyncEngine, incident_id: int, policy: str, at: date
         await conn.execute(incident_t.update().where(incident_t.c.id == incident_id).values(
             policy=policy, policy_at=at, policy_until=None))
         return True
+
+
+async def switch_on_automatically(engine: AsyncEngine, incident_id: int, policy: str, at: datetime, reason: str) -> bool:
+    """Put a new incident's conversations on `policy` because the configuration says so ([incidents] auto_policy),
+    audited as done by the system; False when someone already switched it (on, or on and off) or it is resolved."""
+    async with write_transaction(engine) as conn:
+        switched = (await conn.execute(incident_t.update().where(
+            incident_t.c.id == incident_id, incident_t.c.policy.is_(None), incident_t.c.state != "resolved")
+            .values(policy=policy, policy_at=at, policy_until=None))).rowcount
+    if switched:
+        await record_audit(engine, at, None, "incident.policy_on", incident_id=incident_id, policy=policy, by="system",
+                           reason=reason)
+    return bool(switched)
 
 
 async def switch_off(engine: AsyncEngine, incident_id: int, at: datetime) -> bool:

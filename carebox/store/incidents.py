@@ -35,10 +35,15 @@ async def open_incidents(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 async def open_incident(engine: AsyncEngine, values: dict[str, Any], link_since: datetime) -> tuple[int, int]:
     """Create an incident (or return the existing one with the same dedup key) and link the open
-    conversations of its account (and cluster key) that began since `link_since`; (id, linked)."""
+    conversations of its account (and cluster key) that began since `link_since`; (id, linked). An existing
+    incident that was resolved (by hand, while the detector's episode went on) links nothing."""
     async with write_transaction(engine) as conn:
-        found = (await conn.execute(sa.select(incident_t.c.id).where(incident_t.c.dedup_key == values["dedup_key"]))).scalar()
-        incident_id = found or (await conn.execute(incident_t.insert().values(**values).returning(incident_t.c.id))).scalar_one()
+        found = (await conn.execute(sa.select(incident_t.c.id, incident_t.c.state)
+                                    .where(incident_t.c.dedup_key == values["dedup_key"]))).first()
+        if found is not None and found.state == "resolved":
+            return int(found.id), 0
+        incident_id = found.id if found is not None else (
+            await conn.execute(incident_t.insert().values(**values).returning(incident_t.c.id))).scalar_one()
         match = [conversation_t.c.account == values["account"], conversation_t.c.status != "resolved",
                  conversation_t.c.incident_id.is_(None), conversation_t.c.last_message_at >= link_since]
         if values.get("cluster_key"):
@@ -49,6 +54,13 @@ async def open_incident(engine: AsyncEngine, values: dict[str, Any], link_since:
     return int(incident_id), int(linked or 0)
 
 
+async def is_resolved(engine: AsyncEngine, incident_id: int) -> bool:
+    """Whether the incident is resolved (or does not exist)."""
+    async with engine.connect() as conn:
+        state = (await conn.execute(sa.select(incident_t.c.state).where(incident_t.c.id == incident_id))).scalar()
+        return state in (None, "resolved")
+
+
 async def update_incident(engine: AsyncEngine, incident_id: int, **values: Any) -> None:
     """Change an incident's state, severity or counts."""
     async with write_transaction(engine) as conn:
@@ -56,15 +68,33 @@ async def update_incident(engine: AsyncEngine, incident_id: int, **values: Any) 
 
 
 async def link_conversations(engine: AsyncEngine, incident_id: int, conversation_ids: Iterable[int]) -> int:
-    """Attach conversations to an incident (or the one it was merged into) unless they already belong to one."""
+    """Attach conversations to an incident (or the one it was merged into) unless they already belong to one;
+    a resolved incident gathers no more conversations."""
     ids = sorted(set(conversation_ids))
     if not ids:
         return 0
     async with write_transaction(engine) as conn:
         incident_id = await _surviving(conn, incident_id)
+        if (await conn.execute(sa.select(incident_t.c.state).where(incident_t.c.id == incident_id))).scalar() == "resolved":
+            return 0
         result = await conn.execute(conversation_t.update().where(
             conversation_t.c.id.in_(ids), conversation_t.c.incident_id.is_(None)).values(incident_id=incident_id))
         return int(result.rowcount or 0)
+
+
+async def link_one(engine: AsyncEngine, incident_id: int, conversation_id: int) -> tuple[bool, int | None]:
+    """Attach one conversation to an incident unless it belongs to one; (linked now, the incident it belongs to).
+    NotFound when the conversation does not exist."""
+    async with write_transaction(engine) as conn:
+        await _require(conn, incident_id)
+        changed = (await conn.execute(conversation_t.update().where(
+            conversation_t.c.id == conversation_id, conversation_t.c.incident_id.is_(None))
+            .values(incident_id=incident_id))).rowcount
+        current = (await conn.execute(sa.select(conversation_t.c.incident_id, conversation_t.c.id)
+                                      .where(conversation_t.c.id == conversation_id))).first()
+        if current is None:
+            raise NotFound(f"conversation {conversation_id}")
+        return bool(changed), current[0]
 
 
 async def _surviving(conn: Any, incident_id: int) -> int:
@@ -115,8 +145,8 @@ LINKED_COLUMNS = ("id", "network", "account", "source", "status", "language", "c
                   "customer_id", "last_message_at", "last_outbound_at", "first_response_at", "message_count")
 
 
-async def list_incidents(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
-    """Unresolved incidents first, then the most recent; with linked and delivery counts."""
+async def list_incidents(engine: AsyncEngine, limit: int = 100, accounts: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Unresolved incidents first, then the most recent, of `accounts` (None: all); with linked and delivery counts."""
     linked = (sa.select(sa.func.count()).select_from(conversation_t)
               .where(conversation_t.c.incident_id == incident_t.c.id).scalar_subquery())
 
@@ -129,6 +159,8 @@ async def list_incidents(engine: AsyncEngine, limit: int = 100) -> list[dict[str
              .order_by(sa.case((incident_t.c.state == "resolved", 1), else_=0), incident_t.c.started_at.desc(),
                        incident_t.c.id.desc())
              .limit(limit))
+    if accounts is not None:
+        query = query.where(incident_t.c.account.in_(sorted(set(accounts))))
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(query)]
 

@@ -424,3 +424,17 @@ def test_chart_baseline_is_drawn_per_minute_and_breaks_where_the_detector_has_no
     assert drawn.expected_peak == 4.0 and drawn.peak == 4  # the axis makes room for the baseline
     five_minute = [[t0 + 300 * i, 0, 10.0] for i in range(4)]  # 5-minute buckets: 2 complaints a minute
     assert chart([], since, since + timedelta(minutes=30), {}, five_minute).expected_peak == 2.0
+
+
+async def test_an_agent_limited_to_other_accounts_gets_404_for_the_incident_and_does_not_see_it_listed(client, mention):
+    incident_id, _ids = await _incident(client, mention)
+    async with client.server.app[engine_key].begin() as c:
+        await c.execute(sa.update(queries.user).where(queries.user.c.username == "agent").values(accounts='["x/other"]'))
+    await _login(client, username="agent")
+    assert (await client.get(f"/incidents/{incident_id}")).status == 404
+    assert f'href="/incidents/{incident_id}"' not in await (await client.get("/incidents")).text()
+    token = await _csrf(client, "/incidents")
+    for path in ("bulk-ack", "policy", "resolve"):
+        resp = await client.post(f"/incidents/{incident_id}/{path}", data={"csrf": token}, allow_redirects=False)
+        assert resp.status == 404, path
+    assert client.server.app[connectors_key]["sim"].posted == []

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from carebox.ports import InboundMention, IngestBatch, OutboundReply, SentReply
-from carebox.store import actions
+from carebox.store import actions, incidents
 from tests.security import add_users, build, security_settings
 from web import auth
 from web.keys import connectors_key, engine_key, pipeline_key
 
-CASES_PER_OPERATION = 60  # x 5 operations x 2 modes (valid and invalid input) = 600 requests
+CASES_PER_OPERATION = 60  # x 17 operations x 2 modes (valid and invalid input) = 2,040 requests
 
 
 class RecordingConnector:
@@ -70,6 +70,7 @@ class Served:
                                         author_handle=f"u{i % 3}", text=f"my line is down {i}",
                                         created_at=now - timedelta(minutes=30 - i)) for i in range(6))
         await app[pipeline_key].ingest([IngestBatch("sim", mentions)], now)
+        await incidents.open_by_hand(app[engine_key], "acme", None, "line down", now)  # incident 1 links them
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"http://127.0.0.1:{port}"
 
@@ -98,7 +99,13 @@ def test_the_openapi_document_is_served_and_valid(served):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
         "GET /api/v1/conversations", "GET /api/v1/conversations/{id}", "GET /api/v1/conversations/{id}/mentions",
-        "POST /api/v1/conversations/{id}/replies", "PUT /api/v1/conversations/{id}/assignment"}
+        "POST /api/v1/conversations/{id}/replies", "PUT /api/v1/conversations/{id}/assignment",
+        "GET /api/v1/incidents", "POST /api/v1/incidents", "GET /api/v1/incidents/{id}",
+        "POST /api/v1/incidents/{id}/acknowledge", "POST /api/v1/incidents/{id}/resolve", "PUT /api/v1/incidents/{id}/policy",
+        "POST /api/v1/incidents/{id}/merge", "POST /api/v1/incidents/{id}/split",
+        "PUT /api/v1/incidents/{id}/conversations/{conversation_id}",
+        "DELETE /api/v1/incidents/{id}/conversations/{conversation_id}",
+        "GET /api/v1/incidents/{id}/acknowledgement", "POST /api/v1/incidents/{id}/acknowledgement"}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
