@@ -109,6 +109,9 @@ async def request_json(
         raise ConnectorUnavailable(connector, f"{type(err).__name__}: {err}") from err
 
 
+MAX_LINE_BYTES = 128 * 1024  # aiohttp's own line limit: no X tweet or Mastodon event comes near it
+
+
 async def read_stream(
     session: aiohttp.ClientSession,
     connector: str,
@@ -116,25 +119,82 @@ async def read_stream(
     *,
     on_open: Callable[[], Awaitable[None]],
     on_line: Callable[[bytes], Awaitable[None]],
+    on_skip: Callable[[int], Awaitable[None]] | None = None,
     connect_timeout: float,
     idle_timeout: float,
+    max_line: int = MAX_LINE_BYTES,
     **kwargs: Any,
 ) -> NoReturn:
     """Read a long-lived line stream (X filtered stream, SSE) until it fails: it only ends in a carebox error."""
     # on_open runs once connected, before the first line: the caller's catch-up poll. on_line gets each line with
-    # its newline; a last fragment without one means the server cut mid-line. Silence past idle_timeout and a
-    # close by the server are ConnectorUnavailable, so the caller backs off and reconnects.
+    # its newline; a last fragment without one means the server cut mid-line. A line longer than max_line is
+    # dropped, not buffered (a broken or hostile server must not stop the connector nor fill the memory), with a
+    # warning; on_skip gets its size once its end is read, so that the caller can poll for what it held. Silence
+    # past idle_timeout and a close by the server are ConnectorUnavailable: the caller backs off and reconnects.
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=idle_timeout)
+
+    async def emit(item: bytes | int) -> None:
+        if isinstance(item, bytes):
+            await on_line(item)
+            return
+        log.warning("%s: skipped a stream line of %d bytes, over the %d-byte limit", connector, item, max_line)
+        if on_skip is not None:
+            await on_skip(item)
+
     try:
         async with session.get(url, timeout=timeout, **kwargs) as resp:
             if resp.status >= 400:
                 raise error_for_status(connector, resp.status, resp.headers, (await resp.text())[:200])
             await on_open()
-            async for line in resp.content:
-                await on_line(line)
+            lines = _LineSplitter(max_line)
+            async for chunk in resp.content.iter_any():
+                for item in lines.feed(chunk):
+                    await emit(item)
+            if (rest := lines.rest()) is not None:
+                await emit(rest)
     except (TimeoutError, aiohttp.ClientError) as err:
         raise ConnectorUnavailable(connector, f"stream: {type(err).__name__}: {err}") from err
     raise ConnectorUnavailable(connector, "stream closed by the server")
+
+
+class _LineSplitter:
+    """Cuts chunks into lines (newline kept); a line past `limit` bytes comes out as its size (an int) instead."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._skipped = 0  # > 0 while dropping the rest of an over-long line
+
+    def feed(self, chunk: bytes) -> list[bytes | int]:
+        """The lines (or over-long line sizes) that `chunk` completes."""
+        out: list[bytes | int] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if self._skipped:
+                out.append(self._skipped + end + 1 - start)
+                self._skipped = 0
+            elif len(self._buffer) + end + 1 - start > self._limit:
+                out.append(len(self._buffer) + end + 1 - start)
+                self._buffer.clear()
+            else:
+                self._buffer += chunk[start : end + 1]
+                out.append(bytes(self._buffer))
+                self._buffer.clear()
+            start = end + 1
+        if self._skipped:
+            self._skipped += len(chunk) - start
+        elif len(self._buffer) + len(chunk) - start > self._limit:
+            self._skipped = len(self._buffer) + len(chunk) - start
+            self._buffer.clear()
+        else:
+            self._buffer += chunk[start:]
+        return out
+
+    def rest(self) -> bytes | int | None:
+        """At the end of the stream: the fragment cut mid-line, the size of a cut over-long line, or None."""
+        if self._skipped:
+            return self._skipped
+        return bytes(self._buffer) if self._buffer else None
 
 
 class Backoff:

@@ -74,8 +74,13 @@ class _TextExtractor(HTMLParser):
 def html_to_text(html: str) -> str:
     """The readable text of an HTML e-mail body, without quoted history."""
     parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except AssertionError:  # html.parser refuses unknown marked sections (`<![x[`): read those as text
+        parser = _TextExtractor()
+        parser.feed(html.replace("<![", "&lt;!["))
+        parser.close()
     lines = [line.strip() for line in "".join(parser.parts).splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 

@@ -273,9 +273,13 @@ class XConnector(Health):
             await self._poll(sink)
             backoff.reset()
 
+        async def skipped(size: int) -> None:
+            # the line may have held a mention: poll for it before the next line moves the cursor past it
+            await self._poll(sink)
+
         await read_stream(
             self._session, self.name, self.options.base_url + "/2/tweets/search/stream",
-            on_open=catch_up, on_line=lambda line: self._stream_line(sink, line),
+            on_open=catch_up, on_line=lambda line: self._stream_line(sink, line), on_skip=skipped,
             connect_timeout=self.options.timeout, idle_timeout=self.options.stream_idle_timeout,
             params={"tweet.fields": TWEET_FIELDS, "expansions": "author_id", "user.fields": USER_FIELDS},
             headers=self._app_auth,

@@ -2,7 +2,11 @@
 
 Switches: `fail_next(status, times, retry_after)` answers the next API requests with an error,
 `malformed_next` answers invalid JSON, `delay` slows every answer, `drop_stream_after` closes the
-stream after that many events, `lose_answer_next` creates the next posted status but answers 502. `posted` records every status created through the API.
+stream after that many events, `lose_answer_next` creates the next posted status but answers 502,
+`pad_stream_next` pads the next notification event's data line to at least that many bytes,
+`abort_streams(fragment)` sends a fragment and drops the connections without ending the chunked body,
+`link_base` puts another origin (or "" for relative links) in the `Link` header's URLs.
+`posted` records every status created through the API.
 
 Run it alone for a demo round trip: `python -m tests.fakes.mastodon --port 8099`, then
 `curl -d '{"acct": "ann@example.org", "text": "my router is down"}' localhost:8099/_fake/mentions`
@@ -52,6 +56,8 @@ class FakeMastodon:
         self.drop_stream_after: int | None = None
         self.lose_answer_next = 0
         self.stream_connections = 0
+        self.pad_stream_next = 0
+        self.link_base: str | None = None
         self._failures: list[tuple[int, float | None]] = []
         self._streams: list[asyncio.Queue[bytes | None]] = []
         self._seq = 0
@@ -110,7 +116,10 @@ class FakeMastodon:
         note = {"id": self._next_id(), "type": kind, "created_at": (status or {}).get(
             "created_at", START.isoformat().replace("+00:00", "Z")), "account": account, "status": status}
         self.notifications.append(note)
-        frame = b"event: notification\ndata: " + orjson.dumps(note) + b"\n\n"
+        event = note
+        if self.pad_stream_next:  # an unknown field, as a newer Mastodon version might add
+            event, self.pad_stream_next = {**note, "padding": "x" * self.pad_stream_next}, 0
+        frame = b"event: notification\ndata: " + orjson.dumps(event) + b"\n\n"
         for queue in self._streams:
             queue.put_nowait(frame)
         return note
@@ -119,6 +128,12 @@ class FakeMastodon:
         """Send raw bytes to every open stream (malformed events, other event types)."""
         for queue in self._streams:
             queue.put_nowait(frame)
+
+    def abort_streams(self, fragment: bytes = b"") -> None:
+        """Send `fragment` to every open stream, then drop the connection mid-body (no closing chunk)."""
+        for queue in self._streams:
+            queue.put_nowait(fragment)
+            queue.put_nowait(None)
 
     # --- handlers ------------------------------------------------------------------------------
 
@@ -160,6 +175,8 @@ class FakeMastodon:
             base = request.url.with_query([(k, v) for k, v in q.items() if k not in ("since_id", "min_id", "max_id")])
             nxt = base.update_query(max_id=page[-1]["id"])
             prev = base.update_query(min_id=page[0]["id"])
+            if self.link_base is not None:
+                nxt, prev = (self.link_base + str(u.relative()) for u in (nxt, prev))
             headers["Link"] = f'<{nxt}>; rel="next", <{prev}>; rel="prev"'
         return web.json_response(page, headers=headers)
 
@@ -204,6 +221,10 @@ class FakeMastodon:
                 except TimeoutError:
                     await resp.write(b":thump\n")
                     continue
+                if frame is None:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
                 await resp.write(frame)
                 sent += 1
         finally:

@@ -2,7 +2,9 @@
 
 Switches: `fail_next(status, times, retry_after, reset_in)` answers the next requests with an error,
 `malformed_next` answers invalid JSON, `delay` slows every answer, `drop_stream_after` closes the
-stream after that many tweets (once), `rate_remaining` sets the `x-rate-limit-remaining` header.
+stream after that many tweets (once), `rate_remaining` sets the `x-rate-limit-remaining` header,
+`pad_stream_next` pads the next streamed tweet's line to at least that many bytes, `abort_streams(fragment)`
+sends a fragment and drops the connections without ending the chunked body.
 `posted` records every tweet and DM created through the API.
 """
 
@@ -49,8 +51,9 @@ class FakeX:
         self.rate_remaining: int | None = None
         self.rate_reset_in = 900
         self.stream_connections = 0
+        self.pad_stream_next = 0
         self._failures: list[tuple[int, float | None, float | None]] = []
-        self._streams: list[asyncio.Queue[bytes]] = []
+        self._streams: list[asyncio.Queue[bytes | None]] = []
         self._seq = 0
         self.app = web.Application(middlewares=[self._middleware])
         r = self.app.router
@@ -106,6 +109,8 @@ class FakeX:
         if f"@{self.brand['username']}" in text and username != self.brand["username"]:
             line = {"data": tweet, "includes": {"users": [user]},
                     "matching_rules": [{"id": r["id"], "tag": r.get("tag", "")} for r in self.rules]}
+            if self.pad_stream_next:  # an unknown field, as a future API version might add
+                line["padding"], self.pad_stream_next = "x" * self.pad_stream_next, 0
             self.push_raw(orjson.dumps(line) + b"\r\n")
         return tweet
 
@@ -124,6 +129,12 @@ class FakeX:
         """Send raw bytes to every open stream."""
         for queue in self._streams:
             queue.put_nowait(data)
+
+    def abort_streams(self, fragment: bytes = b"") -> None:
+        """Send `fragment` to every open stream, then drop the connection mid-body (no closing chunk)."""
+        for queue in self._streams:
+            queue.put_nowait(fragment)
+            queue.put_nowait(None)
 
     # --- handlers ------------------------------------------------------------------------------
 
@@ -214,7 +225,7 @@ class FakeX:
         self.stream_connections += 1
         resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
         await resp.prepare(request)
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._streams.append(queue)
         sent = 0
         try:
@@ -225,6 +236,10 @@ class FakeX:
                 except TimeoutError:
                     await resp.write(b"\r\n")  # keep-alive
                     continue
+                if data is None:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
                 await resp.write(data)
                 sent += 1
         finally:
