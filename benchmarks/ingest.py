@@ -313,12 +313,28 @@ def report(result: dict[str, Any]) -> str:
                      "", "", "", "", "", "100%", ""])
     table = common.table(["run", "mentions", "per s", "p50 ms", "p99 ms", "probe p99 ms", "per CPU-s",
                          "per ingest-proc CPU-s", "of TextBlob", "of sqlite"], rows)
+    table += "\n" + cpu_ratios(result)
     pool = result.get("pool")
     if pool is None:
         return table
     done = result["pooled_full_speed"]["triaged_in_workers"] + result["pooled_steady"]["triaged_in_workers"]
     return (table + f"\ntriage pool: {pool['workers']} workers, triage_batch {pool['triage_batch']}; {done:,} messages "
             f"triaged in workers; stored triage differing from the in-process run: {pool['triage_mismatches']}")
+
+
+def cpu_ratios(result: dict[str, Any]) -> str:
+    """The pipeline's CPU per mention against TextBlob's per text: the ratio a busy neighbour distorts least."""
+    blob_us = 1e6 / result["textblob"]["per_cpu_second"]
+    parts = [f"CPU per mention (TextBlob alone: {blob_us:.0f} µs per text):"]
+    for key, label in (("full_speed", "in process"), ("pooled_full_speed", "with the pool, all processes")):
+        r = result.get(key)
+        if r and r["per_cpu_second"]:
+            parts.append(f"{label} {1e6 / r['per_cpu_second']:.0f} µs = {r['per_cpu_second'] * blob_us / 1e6:.0%} of "
+                         "TextBlob's rate per CPU-second;")
+    r = result.get("pooled_full_speed")
+    if r and r["per_main_cpu_second"]:
+        parts.append(f"ingest process alone {1e6 / r['per_main_cpu_second']:.0f} µs")
+    return " ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import _common as common
 from benchmarks import ingest
-from carebox import clocks, config, pipeline
+from carebox import clocks, config, pipeline, pipeline_thread
 from carebox import triage as triage_mod
 from carebox.incidents import OutageWatcher
 from carebox.outage import Detector
@@ -41,8 +41,9 @@ SPENT: Counter[str] = Counter()
 CALLS: Counter[str] = Counter()
 TARGETS = [
     (pipeline.Pipeline, "ingest"), (pipeline.Pipeline, "pretriage"), (pipeline.Pipeline, "_thread"), (pipeline.Pipeline, "_write"),
-    (pipeline.Pipeline, "_write_clocks"), (pipeline.Pipeline, "_apply_inbound"), (pipeline.Pipeline, "_open"),
-    (pipeline.Pipeline, "_mention_row"), (triage_mod.Triager, "triage"), (triage_mod.Triager, "with_contacts"),
+    (pipeline.Pipeline, "_write_clocks"), (pipeline_thread.Threader, "apply_inbound"), (pipeline_thread.Threader, "open"),
+    (pipeline_thread.Threader, "apply_outbound"), (pipeline_thread.Threader, "conversation_for"),
+    (pipeline, "mention_row"), (triage_mod.Triager, "triage"), (triage_mod.Triager, "with_contacts"),
     (clocks.ClockBook, "start"),
     *((sql, name) for name in ("mention_conversations", "customers_for", "conversations_by_id",
                                "latest_open_conversations", "recent_conversation_counts", "running_clocks",
@@ -55,7 +56,7 @@ def _wrap(owner: Any, name: str) -> None:
     fn = inspect.getattr_static(owner, name)
     static = isinstance(fn, staticmethod)
     fn = fn.__func__ if static else fn
-    label = f"{getattr(owner, '__name__', owner)}.{name}".replace("carebox.store.ingest", "store.ingest")
+    label = f"{getattr(owner, '__name__', owner)}.{name}".replace("carebox.store.ingest", "store.ingest").replace("carebox.pipeline.", "pipeline.")
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def timed(*args: Any, **kwargs: Any) -> Any:

@@ -11,8 +11,9 @@ import orjson
 
 from carebox import sla
 from carebox.calendar import ALWAYS_OPEN, Calendar, add_business, business_seconds
-from carebox.pipeline import ClockPlan
+from carebox.pipeline_thread import ClockPlan
 from carebox.ports import InboundMention
+from carebox.sla_clock import planned_due
 
 FIRST = sla.TargetKind.FIRST_RESPONSE
 NEXT = sla.TargetKind.NEXT_RESPONSE
@@ -64,13 +65,15 @@ class ClockBook:
     """Plans and measures SLA clocks for the pipeline and the inbox, from the configured policies."""
 
     def __init__(self, settings: sla.SlaSettings) -> None:
-        self.settings = settings
-        self._policies: dict[sla.ConversationFacts, sla.Policy] = {}
+        self.use(settings)
 
     def use(self, settings: sla.SlaSettings) -> None:
         """Plan with new settings from now on (calendars or policies saved from the web)."""
         self.settings = settings
-        self._policies = {}
+        self._policies: dict[sla.ConversationFacts, sla.Policy] = {}
+        # per (target, the row's matching facts): policy name, target, calendar; few distinct keys in practice
+        self._starts: dict[tuple[Any, ...], tuple[str, sla.Target | None, Calendar]] = {}
+        self._expectation = timedelta(seconds=settings.expectation_target().seconds)
 
     def _policy_for(self, facts: sla.ConversationFacts) -> sla.Policy:
         """The matching policy, remembered per distinct set of facts (there are few)."""
@@ -93,14 +96,24 @@ class ClockBook:
         """Plan a clock (first or next response) started by a customer message at `started_at`: business
         due on the matched policy's calendar, wall due at the customer's expectation (default 1 h, 24/7).
         Without such a target in the policy, the customer's expectation is the only due time."""
-        policy = self._policy_for(_facts(conversation))
-        goal = policy.target(sla.TargetKind(target))
-        wall_due = started_at + timedelta(seconds=self.settings.expectation_target().seconds)
+        tags = conversation.get("tags") or "[]"
+        key = (target, conversation["network"], conversation["account"], conversation.get("priority") or "",
+               conversation.get("category") or "", conversation.get("language") or "", tags)
+        found = self._starts.get(key) if isinstance(tags, str) else None
+        if found is None:
+            policy = self._policy_for(_facts(conversation))
+            goal = policy.target(sla.TargetKind(target))
+            found = (policy.name, goal, ALWAYS_OPEN if goal is None else self.settings.calendar_for(goal))
+            if isinstance(tags, str):
+                if len(self._starts) > 4096:
+                    self._starts.clear()
+                self._starts[key] = found
+        policy_name, goal, cal = found
+        wall_due = started_at + self._expectation
         if goal is None:
-            return ClockPlan(target, policy.name, ALWAYS_OPEN.name, 1, started_at, wall_due, wall_due, None)
-        cal = self.settings.calendar_for(goal)
-        state = sla.evaluate(sla.start_clock(goal, policy.name, started_at, cal.version), self.settings.calendars, started_at)
-        return ClockPlan(target, policy.name, cal.name, cal.version, started_at, state.business_due, wall_due, state.warn_at)
+            return ClockPlan(target, policy_name, ALWAYS_OPEN.name, 1, started_at, wall_due, wall_due, None)
+        business_due, warn_at = planned_due(goal, cal, started_at)
+        return ClockPlan(target, policy_name, cal.name, cal.version, started_at, business_due, wall_due, warn_at)
 
     def elapsed(self, clock: Mapping[str, Any], end: datetime) -> tuple[float, float]:
         """(business, wall) seconds the clock ran from its start to `end`, its pauses excluded: the target

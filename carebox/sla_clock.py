@@ -197,6 +197,20 @@ class _Plan(NamedTuple):
     warn_at: datetime | None
 
 
+def _straight_due(target: Target, cal: Calendar, t0: int) -> tuple[int, int | None]:
+    """Due and warning instants (µs) of a clock started at `t0` that never paused nor moved."""
+    lead = target.warn_lead()
+    need = round(target.seconds * _US)
+    # open_only: a warning outside service hours waits for the next opening (a no-op on 24/7)
+    return add_micros(cal, t0, need), None if lead is None else add_micros(cal, t0, need - round(lead * _US), open_only=True)
+
+
+def planned_due(target: Target, cal: Calendar, started_at: datetime) -> tuple[datetime, datetime | None]:
+    """(business due, warn at) of a clock just started at `started_at`: what `evaluate` gives it then, for less."""
+    due, warn = _straight_due(target, cal, to_micros(started_at))
+    return from_micros(due), None if warn is None else from_micros(warn)
+
+
 def _make_plan(clock: Clock, cal: Calendar, t_now: int) -> _Plan:
     """Compute a clock's due and warning instants (a paused clock as if resumed at `t_now`)."""
     target = clock.target
@@ -205,10 +219,8 @@ def _make_plan(clock: Clock, cal: Calendar, t_now: int) -> _Plan:
     t0 = to_micros(clock.started_at)
     business = wall = None
     if not clock.paused and clock.rebased_at is None:
-        due = add_micros(cal, t0, need)
+        due, warn = _straight_due(target, cal, t0)
         wall_due = t0 + need
-        # open_only: a warning outside service hours waits for the next opening (a no-op on 24/7)
-        warn = None if lead is None else add_micros(cal, t0, need - round(lead * _US), open_only=True)
     else:
         business = _micros(running_stretches(clock.rebased_at or clock.started_at, clock.paused))
         wall = _micros(running_stretches(clock.started_at, clock.paused))

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
@@ -42,6 +42,16 @@ class TriageInput:
     reposts: int = 0
     recent_contacts: int = 0
     lang_hint: str | None = None
+
+
+class _Reach(NamedTuple):
+    """What raises a message's priority besides its words (a tuple: built once per message triaged)."""
+
+    followers: int | None
+    verified: bool
+    public: bool
+    reposts: int
+    recent_contacts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +285,7 @@ class Triager:
         category, cluster_key, why = self._categorise(text, tokens, polarity, failure)
         if category in (Category.PRAISE, Category.OTHER) and not self._urgency.isdisjoint(tokens):
             category, why = Category.QUESTION, "question: urgent request"
-        reach = TriageInput(text, followers, verified, public, reposts, recent_contacts, lang_hint)
+        reach = _Reach(followers, verified, public, reposts, recent_contacts)
         priority, how = self._prioritise(category, polarity, tokens, reach)
         return Triage(lang, round(polarity, 4), category, cluster_key, priority, f"{why}; {how}")
 
@@ -344,7 +354,7 @@ class Triager:
         return generic
 
     def _prioritise(
-        self, category: Category, polarity: float, tokens: Sequence[str], reach: TriageInput
+        self, category: Category, polarity: float, tokens: Sequence[str], reach: _Reach
     ) -> tuple[Priority, str]:
         if category is Category.SPAM:
             return Priority.P4, "P4: spam"
@@ -360,7 +370,7 @@ class Triager:
         return priority, f"{priority.value}: " + (", ".join(parts) or "no signal") + f" = {points}"
 
     def _signals(
-        self, category: Category, polarity: float, tokens: Sequence[str], r: TriageInput
+        self, category: Category, polarity: float, tokens: Sequence[str], r: _Reach
     ) -> list[tuple[int, str]]:
         """The (points, label) pairs that raise a message's priority besides its category."""
         s = self.settings

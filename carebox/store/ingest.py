@@ -35,6 +35,25 @@ cursor_t: sa.Table = Cursor.__table__  # type: ignore[attr-defined]
 dead_letter_t: sa.Table = DeadLetter.__table__  # type: ignore[attr-defined]
 
 
+# The look-ups, built once: an expanding IN parameter costs a fraction of an IN list of literals (no
+# per-value coercion nor cache key on every call).
+_IDS = sa.bindparam("ids", expanding=True)
+_MENTIONS_IN = sa.select(mention_t.c.external_id, mention_t.c.conversation_id).where(
+    mention_t.c.network == sa.bindparam("network"), mention_t.c.external_id.in_(_IDS))
+_IDENTITIES_IN = sa.select(identity_t.c.external_user_id, identity_t.c.customer_id, identity_t.c.id, identity_t.c.handle,
+                           identity_t.c.followers).where(
+    identity_t.c.network == sa.bindparam("network"), identity_t.c.external_user_id.in_(_IDS))
+_CONVERSATIONS_IN = sa.select(conversation_t).where(conversation_t.c.id.in_(_IDS)).order_by(conversation_t.c.id)
+_OPEN_CONVERSATIONS_IN = (sa.select(conversation_t)
+                          .where(conversation_t.c.customer_id.in_(_IDS), conversation_t.c.status != "resolved")
+                          .order_by(conversation_t.c.last_message_at, conversation_t.c.id))
+_RECENT_COUNTS_IN = (sa.select(conversation_t.c.customer_id, sa.func.count())
+                     .where(conversation_t.c.customer_id.in_(_IDS),
+                            conversation_t.c.first_message_at >= sa.bindparam("since", type_=UTCDateTime()))
+                     .group_by(conversation_t.c.customer_id))
+_RUNNING_CLOCKS_IN = sa.select(clock_t).where(clock_t.c.conversation_id.in_(_IDS), clock_t.c.fulfilled_at.is_(None))
+
+
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -74,11 +93,7 @@ async def mention_conversations(conn: AsyncConnection, keys: Iterable[tuple[str,
     found: dict[tuple[str, str], int | None] = {}
     for network, ids in by_network.items():
         for chunk in _chunks(ids):
-            rows = await conn.execute(
-                sa.select(mention_t.c.external_id, mention_t.c.conversation_id).where(
-                    mention_t.c.network == network, mention_t.c.external_id.in_(chunk)
-                )
-            )
+            rows = await conn.execute(_MENTIONS_IN, {"network": network, "ids": list(chunk)})
             for external_id, conversation_id in rows:
                 found[(network, external_id)] = conversation_id
     return found
@@ -95,12 +110,7 @@ async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]],
         by_network.setdefault(network, []).append(user_id)
     for network, ids in by_network.items():
         for chunk in _chunks(ids):
-            rows = await conn.execute(
-                sa.select(identity_t.c.external_user_id, identity_t.c.customer_id, identity_t.c.id,
-                          identity_t.c.handle, identity_t.c.followers).where(
-                    identity_t.c.network == network, identity_t.c.external_user_id.in_(chunk)
-                )
-            )
+            rows = await conn.execute(_IDENTITIES_IN, {"network": network, "ids": list(chunk)})
             for user_id, customer_id, identity_id, handle, followers in rows:
                 found[(network, user_id)] = customer_id
                 p = wanted[(network, user_id)]
@@ -122,8 +132,8 @@ async def conversations_by_id(conn: AsyncConnection, ids: Iterable[int]) -> dict
     """Conversation rows by id."""
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(ids))):
-        stmt = sa.select(conversation_t).where(conversation_t.c.id.in_(chunk)).order_by(conversation_t.c.id)
-        for row in await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt):
+        stmt = _CONVERSATIONS_IN
+        for row in await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt, {"ids": list(chunk)}):
             out[row.id] = dict(row._mapping)
     return out
 
@@ -132,12 +142,10 @@ async def latest_open_conversations(conn: AsyncConnection, customer_ids: Iterabl
     """The latest unresolved conversation per (network, account, customer id) for these customers."""
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(customer_ids))):
-        stmt = (sa.select(conversation_t)
-                .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.status != "resolved")
-                .order_by(conversation_t.c.last_message_at, conversation_t.c.id))
+        stmt = _OPEN_CONVERSATIONS_IN
         # on PostgreSQL the rows are locked and re-read at their latest committed version, so two
         # workers never both update a conversation from the same stale copy
-        rows = await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt)
+        rows = await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt, {"ids": list(chunk)})
         for row in rows:
             out[(row.network, row.account, row.customer_id)] = dict(row._mapping)
     return out
@@ -147,11 +155,7 @@ async def recent_conversation_counts(conn: AsyncConnection, customer_ids: Iterab
     """How many conversations each customer opened since `since` (repeat contact)."""
     out: dict[int, int] = {}
     for chunk in _chunks(sorted(set(customer_ids))):
-        rows = await conn.execute(
-            sa.select(conversation_t.c.customer_id, sa.func.count())
-            .where(conversation_t.c.customer_id.in_(chunk), conversation_t.c.first_message_at >= since)
-            .group_by(conversation_t.c.customer_id)
-        )
+        rows = await conn.execute(_RECENT_COUNTS_IN, {"ids": list(chunk), "since": since})
         out.update({customer_id: n for customer_id, n in rows})
     return out
 
@@ -160,26 +164,29 @@ async def running_clocks(conn: AsyncConnection, conversation_ids: Iterable[int])
     """Unfinished SLA clocks per conversation."""
     out: dict[int, list[dict[str, Any]]] = {}
     for chunk in _chunks(sorted(set(conversation_ids))):
-        rows = await conn.execute(
-            sa.select(clock_t).where(clock_t.c.conversation_id.in_(chunk), clock_t.c.fulfilled_at.is_(None))
-        )
+        rows = await conn.execute(_RUNNING_CLOCKS_IN, {"ids": list(chunk)})
         for row in rows:
             out.setdefault(row.conversation_id, []).append(dict(row._mapping))
     return out
 
 
 async def insert_returning_ids(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert rows in batched statements; returns their ids in the order of `rows`."""
+    """Insert rows in batched statements; sets each row's "id" and returns the ids in the order of `rows`."""
     if not rows:
         return []
     if conn.dialect.name != "sqlite":
         stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-        return list((await conn.execute(stmt, list(rows))).scalars())
+        ids = list((await conn.execute(stmt, list(rows))).scalars())
+        for row, i in zip(rows, ids, strict=True):
+            row["id"] = i
+        return ids
     # SQLite cannot correlate an executemany's RETURNING rows; inside a write transaction (which
     # holds the write lock from BEGIN IMMEDIATE) the next ids are ours to allocate.
     first = ((await conn.exec_driver_sql(f'SELECT max(id) FROM "{table.name}"')).scalar() or 0) + 1
     ids = list(range(first, first + len(rows)))
-    await _driver_insert(conn, table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    for row, i in zip(rows, ids, strict=True):
+        row["id"] = i
+    await _driver_insert(conn, table, rows)
     return ids
 
 
@@ -258,10 +265,13 @@ def _tuples(convert: tuple[Callable[[dict[str, Any]], Any], tuple[int, ...]], ro
     if not datetimes:
         return [getter(row) for row in rows]
     out = []
+    cached = _UTC_TEXT.get
     for row in rows:
         values = list(getter(row))
         for i in datetimes:
-            values[i] = _utc_text(values[i])
+            value = values[i]
+            if value is not None:
+                values[i] = cached(value) or _utc_text(value)
         out.append(tuple(values))
     return out
 
@@ -299,6 +309,12 @@ async def _driver_insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[
 
 async def save_cursors(conn: AsyncConnection, cursors: dict[str, str], now: datetime) -> None:
     """Upsert each connector's cursor."""
+    if cursors and not _is_pg(conn):  # one driver executemany: Core would build and compile an upsert per batch
+        await conn.exec_driver_sql(
+            'INSERT INTO "cursor" (connector, value, updated_at) VALUES (?, ?, ?) '
+            "ON CONFLICT (connector) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            [(connector, value, _utc_text(now)) for connector, value in cursors.items()])
+        return
     for connector, value in cursors.items():
         stmt = _insert(conn, cursor_t).values(connector=connector, value=value, updated_at=now)
         await conn.execute(
