@@ -1,10 +1,12 @@
 """Benchmark: the full report and the heatmap over a history of N conversations on SQLite.
 
-    python -m benchmarks.reports [--n 1000000] [--repeat 3] [--db FILE]
+    python -m benchmarks.reports [--n 1000000] [--repeat 3] [--db FILE] [--add 1000] [--direct]
 
-The history is written with executemany (not the pipeline): conversations spread over 26 weeks, 20 accounts,
+Times the report facts built from scratch, the full report and the heatmap read from them (warm), the
+incremental refresh after --add new conversations (written into --db: use a copy), and with --direct the
+report read from the conversations themselves (the PostgreSQL path). The history is written with executemany (not the pipeline): conversations spread over 26 weeks, 20 accounts,
 3 networks, 8 agents, wall-clock first responses drawn from an exponential law, business time derived from a
-Mon-Fri 09:00-19:00 day. Prints the median time of each measure over --repeat runs.
+Mon-Fri 09:00-19:00 day. Prints the median time of each measure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from carebox import config, reports_config
-from carebox.store import reporting
+from carebox.store import report_facts, reporting
 from carebox.store.engine import make_engine
 from carebox.store.migrate import upgrade
 
@@ -28,10 +30,31 @@ START = datetime(2026, 1, 5, tzinfo=UTC)
 FMT = "%Y-%m-%d %H:%M:%S.%f"
 ACCOUNTS = [f"brand{i:02d}" for i in range(20)]
 NETWORKS = ("x", "mastodon", "bluesky")
+SPAN_S = 26 * 7 * 86400
 
 
 def _ts(at: datetime) -> str:
     return at.strftime(FMT)
+
+
+def _rows(rng: random.Random, i: int, first: datetime, customers: int, now: str) -> tuple[tuple, tuple]:
+    """The conversation row and its first-response clock row of conversation `i`."""
+    answered = rng.random() < 0.93
+    wall = rng.expovariate(1 / 5400.0) if answered else None
+    business = wall * (0.35 if first.weekday() >= 5 or not 8 <= first.hour < 18 else 0.9) if wall is not None else None
+    response = first + timedelta(seconds=wall) if wall is not None else None
+    due = first + timedelta(seconds=3600 if business is None else 3600 * wall / max(business, 1.0))
+    conv = (
+        i, NETWORKS[i % 3], ACCOUNTS[i % 20], "bench", rng.randrange(1, customers + 1), "open", f"P{1 + i % 4}",
+        ("outage", "complaint", "question", "praise", "other")[i % 5], ("en", "fr")[i % 2],
+        round(rng.uniform(-1, 1), 2), round(rng.uniform(-1, 1), 2), (i % 9) or None, "social", 2,
+        i if i % 50 == 0 else None, now, _ts(first), _ts(first), _ts(response) if response else None,
+    )
+    clock = (
+        i, "first_response", "social", "service-hours", _ts(first), _ts(due), _ts(first + timedelta(hours=1)),
+        "fulfilled" if answered else "running", _ts(response) if response else None, business, wall,
+    )
+    return conv, clock
 
 
 def build_history(path: str, n: int, seed: int = 7) -> None:
@@ -46,28 +69,28 @@ def build_history(path: str, n: int, seed: int = 7) -> None:
     customers = max(1, n // 3)
     db.executemany("INSERT INTO customer (id, display_name, created_at) VALUES (?, '', ?)",
                    [(i, now) for i in range(1, customers + 1)])
-    span = 26 * 7 * 86400
     conv_rows, clock_rows = [], []
     for i in range(1, n + 1):
-        first = START + timedelta(seconds=rng.randrange(span))
-        answered = rng.random() < 0.93
-        wall = rng.expovariate(1 / 5400.0) if answered else None
-        business = wall * (0.35 if first.weekday() >= 5 or not 8 <= first.hour < 18 else 0.9) if wall is not None else None
-        response = first + timedelta(seconds=wall) if wall is not None else None
-        due = first + timedelta(seconds=3600 if business is None else 3600 * wall / max(business, 1.0))
-        conv_rows.append((
-            i, NETWORKS[i % 3], ACCOUNTS[i % 20], "bench", rng.randrange(1, customers + 1), "open", f"P{1 + i % 4}",
-            ("outage", "complaint", "question", "praise", "other")[i % 5], ("en", "fr")[i % 2],
-            round(rng.uniform(-1, 1), 2), round(rng.uniform(-1, 1), 2), (i % 9) or None, "social", 2,
-            i if i % 50 == 0 else None, now, _ts(first), _ts(first), _ts(response) if response else None,
-        ))
-        clock_rows.append((
-            i, "first_response", "social", "service-hours", _ts(first), _ts(due), _ts(first + timedelta(hours=1)),
-            "fulfilled" if answered else "running", _ts(response) if response else None, business, wall,
-        ))
+        conv, clock = _rows(rng, i, START + timedelta(seconds=rng.randrange(SPAN_S)), customers, now)
+        conv_rows.append(conv)
+        clock_rows.append(clock)
         if len(conv_rows) == 50_000:
             _flush(db, conv_rows, clock_rows)
     _flush(db, conv_rows, clock_rows)
+    db.commit()
+    db.close()
+
+
+def add_recent(path: str, count: int, seed: int = 11) -> None:
+    """Append `count` conversations opened over the last day of the history (what arrives between reports)."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(path)
+    first_id, customers = db.execute("SELECT max(id) + 1 FROM conversation").fetchone()[0], db.execute(
+        "SELECT count(*) FROM customer").fetchone()[0]
+    now = _ts(START)
+    rows = [_rows(rng, i, START + timedelta(seconds=SPAN_S - rng.randrange(86400)), customers, now)
+            for i in range(first_id, first_id + count)]
+    _flush(db, [r[0] for r in rows], [r[1] for r in rows])
     db.commit()
     db.close()
 
@@ -86,22 +109,43 @@ def _flush(db: sqlite3.Connection, conv_rows: list[tuple], clock_rows: list[tupl
     clock_rows.clear()
 
 
-async def measure(url: str, repeat: int) -> dict[str, list[float]]:
-    """Time build_report and heatmap `repeat` times each."""
+def _timed(times: dict[str, list[float]], name: str, started: float) -> None:
+    times.setdefault(name, []).append(time.perf_counter() - started)
+
+
+async def measure(url: str, path: str, repeat: int, added: int, direct: bool) -> dict[str, list[float]]:
+    """Time the facts build from scratch, the full report and the heatmap (warm, `repeat` times each), the
+    incremental refresh after `added` new conversations, and with `direct` the report read from conversations."""
     settings = config.parse({"database": {"url": url}}, environ={})
     rs = reports_config.parse_settings(settings.raw, settings.sla)
     engine = make_engine(url)
     scope = reporting.Scope(now=START + timedelta(days=200), contract_policies=rs.contract_policies,
                             expectation_s=rs.customer_expectation_s)
-    times: dict[str, list[float]] = {"full report": [], "heatmap": []}
+    rules = reporting.fact_rules(scope, rs)
+    times: dict[str, list[float]] = {}
     try:
+        t = time.perf_counter()
+        built = await report_facts.refresh(engine, rules, scope.now, rebuild=True)
+        _timed(times, f"facts build from scratch ({built.conversations} conversations)", t)
         for _ in range(repeat):
             t = time.perf_counter()
             report = await reporting.build_report(engine, scope, rs)
-            times["full report"].append(time.perf_counter() - t)
+            _timed(times, "full report (warm)", t)
             t = time.perf_counter()
             await reporting.heatmap(engine, scope, rs)
-            times["heatmap"].append(time.perf_counter() - t)
+            _timed(times, "heatmap (warm)", t)
+        if added:
+            add_recent(path, added)
+            t = time.perf_counter()
+            refreshed = await report_facts.refresh(engine, rules, scope.now)
+            _timed(times, f"incremental refresh ({refreshed.conversations} new conversations, {refreshed.days} days)", t)
+            t = time.perf_counter()
+            report = await reporting.build_report(engine, scope, rs)
+            _timed(times, "full report after the refresh", t)
+        if direct:
+            t = time.perf_counter()
+            await reporting.build_report_direct(engine, scope, rs)
+            _timed(times, "full report read from conversations (the old path)", t)
         print(f"conversations={report.totals.conversations} accounts={len(report.by_account)} "
               f"p50 wall={report.totals.frt_wall.p50:.0f}s p90 wall={report.totals.frt_wall.p90:.0f}s")
     finally:
@@ -115,15 +159,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--db", default=None, help="reuse or create this SQLite file (default: a temp dir)")
+    parser.add_argument("--add", type=int, default=1000, help="new conversations before the incremental refresh")
+    parser.add_argument("--direct", action="store_true", help="also time the report read from conversations")
     args = parser.parse_args()
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "bench.db"
     url = f"sqlite+aiosqlite:///{path}"
-    if not path.exists():
-        asyncio.run(upgrade(url))
+    fresh = not path.exists()
+    asyncio.run(upgrade(url))  # an older history gets the report facts tables
+    if fresh:
         t = time.perf_counter()
         build_history(str(path), args.n)
         print(f"built {args.n} conversations in {time.perf_counter() - t:.1f}s ({path})")
-    times = asyncio.run(measure(url, args.repeat))
+    times = asyncio.run(measure(url, str(path), args.repeat, args.add, args.direct))
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.2f}s over {len(values)} runs "
               f"(min {min(values):.2f}s, max {max(values):.2f}s)")

@@ -343,3 +343,125 @@ class SlaEdit(SQLModel, table=True):
     definition: str  # the table as it would be written in the config file, as JSON
     created_by: int | None = Field(default=None, foreign_key="user.id")
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# --- report facts (issue 8): what reports read instead of conversations (carebox/store/report_facts.py) -------
+
+
+ROWID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # a BIGINT key on SQLite would not be the rowid
+
+
+class ConversationFact(SQLModel, table=True):
+    """One conversation as the report sees it, on the report calendar, refreshed from watermarks (no FK: the
+    retention purge may delete the conversation first; the refresh then drops the row)."""
+
+    __tablename__ = "conversation_facts"
+    conversation_id: int = Field(primary_key=True, sa_type=ROWID, sa_column_kwargs={"autoincrement": False})
+    first_at: datetime = Field(sa_type=UTCDateTime)  # first message (the period is `since <= first_at < until`)
+    day: int  # local day number on the report calendar
+    week: int  # local day number of that week's Monday
+    how: int  # local hour of week, 0 = Monday 00:00
+    off: int  # 1 when the first message arrived outside service hours
+    account: str
+    network: str
+    agent: str
+    priority: str
+    category: str
+    language: str
+    customer_id: int = Field(sa_type=sa.BigInteger)
+    incident_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    inc: int  # 1 when linked to an incident
+    answered: int
+    met: int
+    late: int  # contract, answered after the business due time
+    open_contract: int  # contract, first-response clock running (breached once its due time passes)
+    within: int  # answered within the customer expectation (wall clock)
+    wall_s: float | None = None
+    business_s: float | None = None
+    pending_due: datetime | None = _at()  # business due time of a running contract clock
+    unanswered_at: datetime | None = _at()  # first message of an unanswered conversation
+    sentiment_open: float | None = None
+    sentiment_last: float | None = None
+    resolution_s: float | None = None
+    res_business_s: float | None = None
+    nrt_n: int = 0
+    nrt_wall_sum: float | None = None
+    nrt_business_sum: float | None = None
+
+
+class ReportNextResponse(SQLModel, table=True):
+    """A fulfilled next-response clock of a conversation in conversation_facts (for its percentiles)."""
+
+    __tablename__ = "report_next_responses"
+    clock_id: int = Field(primary_key=True, sa_type=ROWID, sa_column_kwargs={"autoincrement": False})
+    conversation_id: int = Field(sa_type=sa.BigInteger, index=True)
+    wall_s: float | None = None
+    business_s: float | None = None
+
+
+class ReportCell(SQLModel, table=True):
+    """Additive sums of conversation_facts per (dimension, value, local day, incident flag)."""
+
+    __tablename__ = "report_cells"
+    dim: str = Field(primary_key=True)
+    value: str = Field(primary_key=True)
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    inc: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    conversations: int = 0
+    answered: int = 0
+    n_wall: int = 0
+    wall_sum: float | None = None
+    n_business: int = 0
+    business_sum: float | None = None
+    met: int = 0
+    late: int = 0
+    open_contract: int = 0
+    within: int = 0
+    off: int = 0
+    off_answered: int = 0
+    off_wait: float | None = None
+    wait_outside: float | None = None
+    sent_open_n: int = 0
+    sent_open_sum: float | None = None
+    sent_last_n: int = 0
+    sent_last_sum: float | None = None
+    resolved: int = 0
+    resolution_sum: float | None = None
+    res_business_n: int = 0
+    res_business_sum: float | None = None
+    nrt_n: int = 0
+    nrt_wall_sum: float | None = None
+    nrt_business_sum: float | None = None
+    net_min: str | None = None
+    net_max: str | None = None
+
+
+class ReportFactsState(SQLModel, table=True):
+    """Where the facts refresh stands: the settings fingerprint and the last ids it has read."""
+
+    __tablename__ = "report_facts_state"
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    fingerprint: str
+    conversation_wm: int = Field(default=0, sa_type=sa.BigInteger)
+    mention_wm: int = Field(default=0, sa_type=sa.BigInteger)
+    slaevent_wm: int = Field(default=0, sa_type=sa.BigInteger)
+    auditevent_wm: int = Field(default=0, sa_type=sa.BigInteger)
+    conversations: int = Field(default=0, sa_type=sa.BigInteger)  # conversation rows then (a drop means deletions)
+    refreshed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# Indexes of conversation_facts: one walk per percentile along (group, clock); `day` and `inc` ride along so
+# that a period or the incident filter is checked inside the index.
+REPORT_FACT_WALKS = {
+    "": ("wall_s", "business_s", "resolution_s", "res_business_s", "customer_id"),
+    **{d: ("wall_s", "business_s", "resolution_s", "res_business_s", "customer_id")
+       for d in ("account", "network", "agent", "priority", "category", "language")},
+    "day": ("wall_s", "business_s"), "week": ("wall_s", "business_s"), "how": ("wall_s",),
+}
+_facts = ConversationFact.__table__  # type: ignore[attr-defined]
+for _dim, _cols in REPORT_FACT_WALKS.items():
+    for _col in _cols:
+        sa.Index(f"ix_cf_{_dim or 'all'}_{_col}", *[_facts.c[c] for c in dict.fromkeys((_dim, _col, "day", "inc")) if c])
+sa.Index("ix_cf_pending_due", _facts.c.pending_due)
+sa.Index("ix_cf_unanswered_at", _facts.c.unanswered_at)
+sa.Index("ix_cf_incident", _facts.c.incident_id)

@@ -44,6 +44,7 @@ class ReportSettings:
     digest_at: str = "08:00"
     digest_recipients: tuple[str, ...] = ()
     digest_notifier: str = ""  # the e-mail [[notifiers]] entry whose SMTP settings send the digest
+    facts_refresh_s: float = 300.0  # how often the scheduler leader refreshes the report facts (0: only at report time)
 
 
 def parse_settings(doc: Mapping[str, Any], sla: SlaSettings) -> ReportSettings:
@@ -51,7 +52,7 @@ def parse_settings(doc: Mapping[str, Any], sla: SlaSettings) -> ReportSettings:
     table = doc.get("reports", {})
     if not isinstance(table, Mapping):
         raise ConfigError("reports", "a table ([reports])")
-    known = {"customer_expectation", "calendar", "exclude_incidents", "drill_limit", "digest"}
+    known = {"customer_expectation", "calendar", "exclude_incidents", "drill_limit", "digest", "facts_refresh"}
     for unknown in set(table) - known:
         raise ConfigError(f"reports.{unknown}", "one of " + ", ".join(sorted(known)))
     expectation = sla.customer_expectation_s
@@ -72,7 +73,21 @@ def parse_settings(doc: Mapping[str, Any], sla: SlaSettings) -> ReportSettings:
     period, at, recipients = _digest(table.get("digest", {}))
     notifier = _digest_notifier(table.get("digest", {}), doc.get("notifiers", []), bool(recipients) and period != "off")
     contract = frozenset(p.name for p in sla.policies if p.target(TargetKind.FIRST_RESPONSE) is not None)
-    return ReportSettings(expectation, calendar, contract, exclude, limit, period, at, recipients, notifier)
+    refresh = _facts_refresh(table.get("facts_refresh", "5m"))
+    return ReportSettings(expectation, calendar, contract, exclude, limit, period, at, recipients, notifier, refresh)
+
+
+def _facts_refresh(raw: object) -> float:
+    """Seconds between scheduled refreshes of the report facts; "off" (or "0s") leaves them to report time."""
+    if raw == "off":
+        return 0.0
+    try:
+        seconds = parse_duration(raw, "reports.facts_refresh")
+    except ConfigError as err:
+        raise ConfigError("reports.facts_refresh", 'a duration such as "5m", or "off"') from err
+    if seconds < 0 or 0 < seconds < 10:
+        raise ConfigError("reports.facts_refresh", 'a duration of at least 10s, or "off"')
+    return seconds
 
 
 def _digest_notifier(raw: Mapping[str, Any], notifiers: object, needed: bool) -> str:

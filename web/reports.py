@@ -15,6 +15,7 @@ from aiohttp import web
 
 from carebox import reports, reports_config
 from carebox.errors import ConfigError
+from carebox.escalation import settings_with_edits
 from carebox.reports_charts import heatmap_svg, trend_svg
 from carebox.reports_whatif import compare, configured_scenario, outcome_row, scenarios
 from carebox.store import actions, reporting
@@ -92,7 +93,8 @@ async def _whatif(request: web.Request, engine: Any, scope: reporting.Scope) -> 
     hours, target = request.query.get("what_if_hours", ""), request.query.get("what_if_target", "")
     if not hours and not target:
         return []
-    actual = configured_scenario(request.app[settings_key].sla)
+    # the calendars and policies as edited on the web, not only as the file says
+    actual = configured_scenario(await settings_with_edits(engine, request.app[settings_key].sla))
     if actual is None:
         raise web.HTTPBadRequest(text="what-if needs a policy with a first_response target")
     try:

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -54,8 +55,16 @@ def run(args: argparse.Namespace) -> int:
     now = reports_config.parse_instant(args.now, "--now") or datetime.now(UTC)
     scope = reporting.make_scope(rs, now, since=reports_config.parse_instant(args.since, "--since"),
                                  until=reports_config.parse_instant(args.until, "--until"), exclude_incidents=args.exclude_incidents)
-    wanted = scenarios_for(settings, args.what_if_hours, args.what_if_target)
-    asyncio.run(_with_engine(settings.database_url, lambda engine: produce(engine, args, rs, scope, wanted, sys.stdout)))
+    scenarios_for(settings, args.what_if_hours, args.what_if_target)  # bad flags fail before the store opens
+
+    async def work(engine: Any) -> None:
+        from carebox.escalation import settings_with_edits
+
+        # what-if compares with the calendars and policies as edited on the web
+        edited = replace(settings, sla=await settings_with_edits(engine, settings.sla))
+        await produce(engine, args, rs, scope, scenarios_for(edited, args.what_if_hours, args.what_if_target), sys.stdout)
+
+    asyncio.run(_with_engine(settings.database_url, work))
     return 0
 
 
@@ -155,6 +164,24 @@ class DigestJob:
                               **_SMTP_SECURITY.get(str(options.get("security", "auto")), {}))
         log.info("report digest %s..%s sent to %d recipient(s)", since.isoformat(), until.isoformat(),
                  len(self.rs.digest_recipients))
+
+
+def facts_job(settings: config.Settings, engine: Any, now: Callable[[], datetime]) -> tuple[float, Callable[[], Any]] | None:
+    """(interval, job) refreshing the report facts on the scheduler leader; None on PostgreSQL (reports read
+    conversations there) or when `reports.facts_refresh` is "off"."""
+    from carebox.store import report_facts
+
+    rs = reports_config.parse_settings(settings.raw, settings.sla)
+    if not rs.facts_refresh_s or not report_facts.supported(engine):
+        return None
+    rules = reporting.fact_rules(reporting.make_scope(rs, now()), rs)
+
+    async def run() -> None:
+        done = await report_facts.refresh(engine, rules, now())
+        if done.conversations:
+            log.debug("report facts: %d conversation(s) refreshed", done.conversations)
+
+    return rs.facts_refresh_s, run
 
 
 def digest_job(settings: config.Settings, engine: Any, now: Callable[[], datetime]) -> DigestJob | None:

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,13 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carebox import reports, reports_config
 from carebox.models import Conversation, SlaClock, User
 from carebox.reports import LocalTimePlan
+from carebox.store import report_cells, report_facts
+from carebox.store.report_csv import CSV_COLUMNS  # noqa: F401 (re-exported: the CSV export's header)
+from carebox.store.report_csv import csv_row as _csv_row
 from carebox.store.report_measures import add_measures, open_before
+from carebox.store.report_sql import UNASSIGNED, dimension  # noqa: F401 (UNASSIGNED is re-exported)
+from carebox.store.report_sql import epoch_of as _epoch
+from carebox.store.report_sql import flag as _flag
+from carebox.store.report_sql import is_open as _open
+from carebox.store.report_sql import local_of as _local
 
 conv = Conversation.__table__  # type: ignore[attr-defined]
 clock = SlaClock.__table__  # type: ignore[attr-defined]
 user = User.__table__  # type: ignore[attr-defined]
 FIRST = "first_response"
-UNASSIGNED = "(unassigned)"
 DRILL_METRICS = ("all", "answered", "unanswered", "met", "breached", "late", "off_hours", "incident", "resolved")
 
 
@@ -36,50 +44,6 @@ class Scope:
     expectation_s: float = 3600.0
     plan: LocalTimePlan | None = None
     where: Mapping[str, str] = field(default_factory=dict)  # dimension -> value, for drill-downs
-
-
-def _epoch(col: Any, dialect: str) -> Any:
-    """Whole epoch seconds of a UTC datetime column."""
-    if dialect == "sqlite":
-        return sa.cast(sa.func.strftime("%s", col), sa.BigInteger)
-    return sa.cast(sa.func.floor(sa.extract("epoch", col)), sa.BigInteger)
-
-
-def _local(plan: LocalTimePlan, epoch: Any) -> Any:
-    """Local seconds since 1970-01-01 local: epoch plus the offset in force (one CASE branch per DST change)."""
-    if len(plan.offsets) == 1:
-        return epoch + plan.offsets[0][1]
-    whens = [(epoch < start, offset) for (start, _), (_, offset) in zip(plan.offsets[1:], plan.offsets[:-1], strict=True)]
-    return epoch + sa.case(*whens, else_=plan.offsets[-1][1])
-
-
-def _in_ranges(value: Any, ranges: tuple[tuple[int, int], ...]) -> Any:
-    return sa.or_(sa.false(), *[sa.and_(value >= a, value < b) for a, b in ranges])
-
-
-def _open(plan: LocalTimePlan, local: Any) -> Any:
-    """True when the local instant falls in service hours, holidays and partial days included."""
-    if plan.always_open:
-        return sa.true()
-    weekly = _in_ranges((local + 3 * 86400) % reports.WEEK_S, plan.weekly_open)
-    if not plan.special:
-        return weekly
-    day = local // 86400
-    special = sa.or_(sa.false(), *[sa.and_(day == d, _in_ranges(local, spans)) for d, spans in plan.special])
-    return sa.or_(sa.and_(day.not_in([d for d, _ in plan.special]), weekly), special)
-
-
-def dimension(name: str) -> Any:
-    """The SQL expression of a breakdown dimension."""
-    return {
-        "account": conv.c.account, "network": conv.c.network,
-        "agent": sa.func.coalesce(user.c.username, UNASSIGNED), "priority": conv.c.priority,
-        "category": conv.c.category, "language": sa.func.coalesce(conv.c.language, "?"),
-    }[name]
-
-
-def _flag(cond: Any) -> Any:
-    return sa.case((cond, 1), else_=0)
 
 
 def base_select(scope: Scope, dialect: str) -> Any:
@@ -237,9 +201,20 @@ def _trend(grouped: Grouped) -> tuple[reports.TrendPoint, ...]:
 
 
 async def build_report(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings, by: str = "account") -> reports.Report:
-    """The whole report: totals, the `by` breakdown, per account, daily and weekly trends, heatmap."""
+    """The whole report: totals, the `by` breakdown, per account, daily and weekly trends, heatmap. On SQLite
+    it reads the report facts and cells (refreshed first); elsewhere, and for drill-down scopes, conversations."""
     if by not in reports.DIMENSIONS:
         raise ValueError(f"unknown breakdown {by!r}")
+    if report_facts.supported(engine) and not scope.where:
+        report = await _report_from_facts(engine, scope, settings, by)
+        if report is not None:
+            return report
+    return await build_report_direct(engine, scope, settings, by)
+
+
+async def build_report_direct(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings,
+                              by: str = "account") -> reports.Report:
+    """The whole report computed from the conversations themselves (PostgreSQL; the reference in tests)."""
     async with engine.connect() as conn:
         scope = await _with_plan(conn, scope, settings)
         assert scope.plan is not None
@@ -250,6 +225,11 @@ async def build_report(engine: AsyncEngine, scope: Scope, settings: reports_conf
         daily = await _grouped(conn, b, "day", quantiles=(0.5,), customers=False)
         weekly = await _grouped(conn, b, "week", quantiles=(0.5,), customers=False)
         heat = await heatmap_cells(conn, b)
+    return _assemble(scope, by, totals, groups, accounts, daily, weekly, heat)
+
+
+def _assemble(scope: Scope, by: str, totals: Any, groups: Grouped, accounts: Grouped, daily: Grouped,
+              weekly: Grouped, heat: dict[int, dict[str, Any]]) -> reports.Report:
     empty = reports.figures("", {}, {}, {})
     assert scope.plan is not None
     return reports.Report(
@@ -262,15 +242,59 @@ async def build_report(engine: AsyncEngine, scope: Scope, settings: reports_conf
     )
 
 
+def fact_rules(scope: Scope, settings: reports_config.ReportSettings) -> report_facts.FactRules:
+    """The rules the facts of a report follow (their fingerprint decides a rebuild)."""
+    return report_facts.FactRules(settings.calendar, scope.contract_policies, scope.expectation_s)
+
+
+async def _facts_scope(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings) -> tuple[Scope, report_cells.Window] | None:
+    """Refresh the facts, then the scope with a plan around its edges and the period's filters (None while
+    another process rebuilds the facts)."""
+    if not (await report_facts.refresh(engine, fact_rules(scope, settings), scope.now)).ready:
+        return None
+    plan = reports.local_plan(settings.calendar, scope.since or scope.now, scope.until or scope.now)
+    return replace(scope, plan=plan), report_cells.Window.of(scope.since, scope.until, scope.exclude_incidents, plan)
+
+
+async def _report_from_facts(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings,
+                             by: str) -> reports.Report | None:
+    ready = await _facts_scope(engine, scope, settings)
+    if ready is None:
+        return None
+    scope, window = ready
+
+    def read(conn: sa.Connection) -> reports.Report:
+        group = partial(report_cells.grouped, conn, w=window, now=scope.now, expectation_s=scope.expectation_s)
+        groups = group(by, measures=True)
+        return _assemble(
+            scope, by, group(None, measures=True).get(""), groups,
+            groups if by == "account" else group("account", measures=True),
+            group("day", quantiles=(0.5,), customers=False), group("week", quantiles=(0.5,), customers=False),
+            _heat(group("how", clocks=("wall_s",), quantiles=(0.5,), customers=False)))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+def _heat(grouped: Grouped) -> dict[int, dict[str, Any]]:
+    return {int(how): {**entry[0], "frt_wall_p50_s": _median(entry, entry[1])} for how, entry in grouped.items()}
+
+
 async def heatmap_cells(conn: AsyncConnection, b: Any) -> dict[int, dict[str, Any]]:
     """Per local hour of week: volume, SLA met/breached, median wall-clock first response."""
-    grouped = await _grouped(conn, b, "how", clocks=("wall_s",), quantiles=(0.5,), customers=False)
-    return {int(how): {**agg, "frt_wall_p50_s": _median(entry, entry[1])}
-            for how, entry in grouped.items() for agg in [entry[0]]}
+    return _heat(await _grouped(conn, b, "how", clocks=("wall_s",), quantiles=(0.5,), customers=False))
 
 
 async def heatmap(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings) -> tuple[reports.HeatCell, ...]:
     """The hour-of-week heatmap alone."""
+    ready = await _facts_scope(engine, scope, settings) if report_facts.supported(engine) and not scope.where else None
+    if ready is not None:
+        fscope, window = ready
+        async with engine.connect() as conn:
+            grouped = await conn.run_sync(lambda c: report_cells.grouped(
+                c, "how", window, fscope.now, fscope.expectation_s, clocks=("wall_s",), quantiles=(0.5,), customers=False))
+        assert fscope.plan is not None
+        return reports.heatmap(_heat(grouped), fscope.plan)
     async with engine.connect() as conn:
         scope = await _with_plan(conn, scope, settings)
         assert scope.plan is not None
@@ -322,15 +346,6 @@ async def drill(engine: AsyncEngine, scope: Scope, settings: reports_config.Repo
         return [dict(r._mapping) for r in await conn.execute(stmt)]
 
 
-CSV_COLUMNS = (
-    "conversation_id", "network", "account", "agent", "priority", "category", "language", "customer_id", "status",
-    "policy", "calendar", "first_message_at", "first_response_at", "resolved_at", "business_due", "wall_due",
-    "frt_business_s", "frt_wall_s", "sla", "within_expectation", "off_hours_arrival", "incident_id",
-    "sentiment_open", "sentiment_last", "resolution_wall_s", "resolution_business_s", "next_responses",
-    "nrt_wall_max_s", "nrt_business_max_s",
-)
-
-
 async def conversation_rows(engine: AsyncEngine, scope: Scope, settings: reports_config.ReportSettings) -> AsyncIterator[dict[str, Any]]:
     """One row per conversation with every clock value, streamed from the server in first-message order."""
     async with engine.connect() as conn:
@@ -355,24 +370,6 @@ async def conversation_rows(engine: AsyncEngine, scope: Scope, settings: reports
         result = await conn.stream(stmt)
         async for r in result:
             yield _csv_row(dict(r._mapping))
-
-
-def _csv_row(m: Mapping[str, Any]) -> dict[str, Any]:
-    contract = m["met"] or m["breached"] or m["policy"] is not None
-    sla = "met" if m["met"] else "breached" if m["breached"] else "running" if contract and m["answered"] == 0 else ""
-    return {
-        "conversation_id": m["id"], "network": m["network"], "account": m["d_account"], "agent": m["d_agent"],
-        "priority": m["d_priority"], "category": m["d_category"], "language": m["d_language"],
-        "customer_id": m["customer_id"], "status": m["status"], "policy": m["policy"], "calendar": m["calendar"],
-        "first_message_at": m["first_message_at"], "first_response_at": m["fulfilled_at"],
-        "resolved_at": m["resolved_at"], "business_due": m["business_due"], "wall_due": m["wall_due"],
-        "frt_business_s": m["business_s"], "frt_wall_s": m["wall_s"], "sla": sla,
-        "within_expectation": "" if not m["decided"] else bool(m["within"]), "off_hours_arrival": bool(m["off"]),
-        "incident_id": m["incident_id"], "sentiment_open": m["sentiment_open"], "sentiment_last": m["sentiment_last"],
-        "resolution_wall_s": m["resolution_s"], "resolution_business_s": m["res_business_s"],
-        "next_responses": m["next_responses"] or 0, "nrt_wall_max_s": m["nrt_wall_max_s"],
-        "nrt_business_max_s": m["nrt_business_max_s"],
-    }
 
 
 async def response_pairs(engine: AsyncEngine, scope: Scope) -> list[tuple[datetime, datetime | None]]:

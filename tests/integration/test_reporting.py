@@ -378,3 +378,18 @@ async def test_every_web_export_is_audited_with_who_and_what_scope(web_client):
     csv_scope, json_scope = (json.loads(r.detail) for r in rows)
     assert csv_scope == {"since": "2025-11-01T00:00:00+00:00", "until": None, "exclude_incidents": True}
     assert json_scope["by"] == "network" and json_scope["until"] == "2025-12-01T00:00:00+00:00"
+
+
+async def test_web_what_if_compares_with_the_calendars_edited_on_the_web(web_client):
+    from carebox.store import sla_edits
+    from web.keys import engine_key
+
+    await _login(web_client, "boss")
+    before = (await (await web_client.get("/reports/export.json?what_if_target=30m")).json())["what_if"][0]
+    # Saturday opens on the web: Friday 18:50 answered Monday 09:30 now waited 10 h 40 min of service hours
+    table = {"timezone": "Europe/Paris", "hours": {"mon-sat": ["09:00-19:00"]}, "holidays": "FR", "version": 2}
+    await sla_edits.save(web_client.app[engine_key], "calendar", "service-hours", table, version=2, edited_version=1,
+                         user_id=None, now=KNOWN_NOW)
+    after = (await (await web_client.get("/reports/export.json?what_if_target=30m")).json())["what_if"][0]
+    assert after["scenario"] == before["scenario"]
+    assert (after["met"], after["breached"]) == (before["met"] - 1, before["breached"] + 1)
