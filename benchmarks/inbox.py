@@ -1,18 +1,25 @@
 """Inbox server time at scale: 1M mentions / 100k open conversations in SQLite, 50 concurrent agents.
 
     python -m benchmarks.inbox [--mentions 1000000] [--open 100000] [--agents 50] [--seconds 30] [--think 2]
-                               [--db PATH] [--quick]
+                               [--ramp SECONDS] [--processes N] [--db PATH] [--quick]
 
-Rows are generated with sqlite3 executemany (not through the pipeline); then the whole app (build_app) serves
-on a local port and simulated agents log in and browse saved views (following keyset pages), open
-conversations, and sometimes reply (a recording connector stands in for the network). Server time is measured
-by a middleware around each request, so client and network overhead are excluded.
+Rows are generated with sqlite3 executemany (not through the pipeline); then carebox serves them as
+`carebox serve` does, on a local port, and simulated agents log in and browse saved views (following keyset
+pages), open conversations, and sometimes reply (a simulator connector without traffic of its own stands in
+for the network). Server time is measured by the app itself (its Server-Timing header, whichever web process
+answered), so client and network overhead are excluded. `--processes N` serves with `[inbox] processes = N`
+(the main process and N - 1 web processes).
+
+Agents log in at random moments over the first `--ramp` seconds (default: two think times), as a shift starts;
+`--ramp 0` makes all of them log in and open the inbox at the same instant, which measures a queue of 50
+simultaneous first pages (about 50 x one page's time for the last one) rather than the steady state.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import sqlite3
@@ -93,68 +100,63 @@ def generate(path: Path, mentions: int, open_convs: int, agents: int, now: datet
     return {"mentions": mentions, "conversations": conversations, "open": open_convs, "customers": customers}
 
 
+TIMES: dict[str, list[float]] = {"inbox": [], "conversation": [], "reply": []}
+
+
+def _timed(kind: str, response: Any) -> Any:
+    """Record the server time of a response (its Server-Timing header, set by whichever web process answered)."""
+    found = re.search(r"app;dur=([0-9.]+)", response.headers.get("Server-Timing", ""))
+    if found:
+        TIMES[kind].append(float(found.group(1)))
+    return response
+
+
 async def agent_loop(client: Any, n: int, conversations: int, open_from: int, until: float, rng: random.Random,
-                     think_s: float = 0.0) -> None:
-    """One agent: log in, then browse views (and their next pages), open conversations, reply now and then."""
+                     think_s: float = 0.0, arrive_s: float = 0.0) -> None:
+    """One agent: arrive, log in, then browse views (and their next pages), open conversations, reply now and then."""
+    await asyncio.sleep(arrive_s)
     page = await (await client.get("/login")).text()
     token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     await client.post("/login", data={"username": f"agent{n}", "password": "bench-pass", "csrf": token}, allow_redirects=False)
     while time.monotonic() < until:
-        body = await (await client.get(f"/?view={rng.choice(VIEWS)}")).text()
+        body = await _timed("inbox", await client.get(f"/?view={rng.choice(VIEWS)}")).text()
         await asyncio.sleep(rng.uniform(0.5, 1.5) * think_s)
         nxt = re.search(r'href="(/\?[^"]*after=[^"]+)" rel="next"', body)
         if nxt and rng.random() < 0.3:
-            await client.get(nxt.group(1).replace("&amp;", "&"))
+            await _timed("inbox", await client.get(nxt.group(1).replace("&amp;", "&"))).read()
         cid = rng.randint(open_from, conversations)
-        body = await (await client.get(f"/conversations/{cid}")).text()
+        body = await _timed("conversation", await client.get(f"/conversations/{cid}")).text()
         await asyncio.sleep(rng.uniform(0.5, 1.5) * think_s)
         if rng.random() < 0.05 and 'name="seen"' in body:
             token = re.search(r'name="csrf" value="([^"]+)"', body).group(1)
-            await client.post(f"/conversations/{cid}/reply", data={"text": "We are on it", "csrf": token, "force": "1"},
-                              allow_redirects=False)
+            await _timed("reply", await client.post(f"/conversations/{cid}/reply", allow_redirects=False,
+                                                    data={"text": "We are on it", "csrf": token, "force": "1"})).read()
 
 
-def _serve(db: str, data_dir: str, port: int, ready: Any, stop: Any, out: Any) -> None:
-    """The server process: the whole app on the generated store; server times per page kind go to `out`."""
-    from aiohttp import web
-
+def server_settings(db: str, data_dir: str, port: int, processes: int) -> Any:
+    """The served configuration: the generated store, and a simulator connector (no traffic of its own) that
+    takes the replies, in every web process."""
     from carebox import config
-    from carebox.runtime import build_app
-    from tests.integration.test_web import RecordingConnector
-    from web.keys import connectors_key
 
-    times: dict[str, list[float]] = {"inbox": [], "conversation": [], "reply": []}
-
-    @web.middleware
-    async def timing(request: web.Request, handler: Any) -> web.StreamResponse:
-        start = time.perf_counter()
-        try:
-            return await handler(request)
-        finally:
-            kind = ("inbox" if request.path == "/" else "reply" if request.path.endswith("/reply")
-                    else "conversation" if request.path.startswith("/conversations/") else None)
-            if kind:
-                times[kind].append((time.perf_counter() - start) * 1000)
-
-    async def run() -> None:
-        settings = config.parse({"carebox": {"data_dir": data_dir}, "database": {"url": f"sqlite+aiosqlite:///{db}"}},
-                                environ={})
-        app = await build_app(settings)
-        app.middlewares.insert(0, timing)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        app[connectors_key]["sim"] = RecordingConnector()
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
-        await runner.cleanup()
-
-    asyncio.run(run())
-    out.put(times)
+    return config.parse({
+        "carebox": {"data_dir": data_dir}, "database": {"url": f"sqlite+aiosqlite:///{db}"},
+        "web": {"host": "127.0.0.1", "port": port}, "inbox": {"processes": processes},
+        "connectors": [{"type": "simulator", "name": "sim", "account": "acme", "rate": 0.001, "backlog": 0,
+                        "reply_followups": 0.0, "outage_every": "0"}],
+    }, environ={})
 
 
-async def _agents(base: str, stats: dict[str, int], agents: int, seconds: float, think_s: float) -> None:
+def _serve(db: str, data_dir: str, port: int, processes: int, ready: Any) -> None:
+    """The server process: carebox as `carebox serve` runs it, with `processes` web processes; SIGTERM stops it."""
+    import logging
+
+    from carebox import web_processes
+
+    logging.basicConfig(level=logging.WARNING)
+    web_processes.run(server_settings(db, data_dir, port, processes), processes, on_ready=ready.set)
+
+
+async def _agents(base: str, stats: dict[str, int], agents: int, seconds: float, think_s: float, ramp_s: float) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as warm:
@@ -162,20 +164,23 @@ async def _agents(base: str, stats: dict[str, int], agents: int, seconds: float,
         # the background; the timed run measures the steady state
         await agent_loop(warm, 1, stats["conversations"], stats["conversations"], time.monotonic(), random.Random(0))
         await (await warm.get("/")).text()
+    for values in TIMES.values():
+        values.clear()
     until = time.monotonic() + seconds
     open_from = stats["conversations"] - stats["open"] + 1
     sessions = [aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(agents)]
     try:
-        await asyncio.gather(*(agent_loop(s, i + 1, stats["conversations"], open_from, until, random.Random(i), think_s)
-                               for i, s in enumerate(sessions)))
+        arrivals = random.Random(99)
+        await asyncio.gather(*(agent_loop(s, i + 1, stats["conversations"], open_from, until, random.Random(i), think_s,
+                                          arrivals.uniform(0, ramp_s)) for i, s in enumerate(sessions)))
     finally:
         for s in sessions:
             await s.close()
 
 
 def serve_and_measure(db: Path, data_dir: Path, stats: dict[str, int], agents: int, seconds: float,
-                      think_s: float = 0.0) -> dict[str, list[float]]:
-    """Serve from a child process (so the simulated agents do not share its CPU time) and run the agents here."""
+                      think_s: float = 0.0, ramp_s: float = 0.0, processes: int = 1) -> dict[str, list[float]]:
+    """Serve from child processes (so the simulated agents do not share their CPU time) and run the agents here."""
     import multiprocessing
     import socket
 
@@ -183,18 +188,17 @@ def serve_and_measure(db: Path, data_dir: Path, stats: dict[str, int], agents: i
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ctx = multiprocessing.get_context("spawn")
-    ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    child = ctx.Process(target=_serve, args=(str(db), str(data_dir), port, ready, stop, out))
+    ready = ctx.Event()
+    child = ctx.Process(target=_serve, args=(str(db), str(data_dir), port, processes, ready))
     child.start()
     try:
-        if not ready.wait(120):
+        if not ready.wait(180):
             raise RuntimeError("the server did not start")
-        asyncio.run(_agents(f"http://127.0.0.1:{port}", stats, agents, seconds, think_s))
+        asyncio.run(_agents(f"http://127.0.0.1:{port}", stats, agents, seconds, think_s, ramp_s))
     finally:
-        stop.set()
-    times = out.get(timeout=60)
-    child.join(30)
-    return times
+        child.terminate()  # SIGTERM: carebox stops its web processes and itself
+        child.join(60)
+    return {kind: list(values) for kind, values in TIMES.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20k mentions, 2k open, 10 agents, 5 s")
     parser.add_argument("--think", type=float, default=2.0,
                         help="mean seconds an agent reads a page before the next action (0: saturate the server)")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="agents log in at random moments over this many seconds (default: 2 x think; 0: all at once)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="web processes serving the inbox ([inbox] processes; 1: the main process alone)")
     parser.add_argument("--db", type=Path, help="keep the generated store here and reuse it on the next run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -221,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             stats = generate(db, args.mentions, args.open, max(args.agents, 50), datetime.now(UTC))
             print(f"generated {stats} in {time.perf_counter() - started:.1f} s")
-        times = serve_and_measure(db, Path(tmp), stats, args.agents, args.seconds, args.think)
-    print(f"{args.agents} concurrent agents, think time {args.think:g} s (0.5-1.5x), for {args.seconds:.0f} s; "
+        ramp = 2 * args.think if args.ramp is None else args.ramp
+        load_before = os.getloadavg()[0]
+        times = serve_and_measure(db, Path(tmp), stats, args.agents, args.seconds, args.think, ramp, args.processes)
+    print(f"{args.processes} web process(es); {args.agents} concurrent agents logging in over {ramp:g} s, think "
+          f"time {args.think:g} s (0.5-1.5x), for "
+          f"{args.seconds:.0f} s; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
           f"server time per request ({SHARED_NOTE})")
     print(f"{'page':<14}{'requests':>10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
     for kind, values in times.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,20 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+@web.middleware
+async def server_timing(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`Server-Timing: app;dur=<ms>` on every response: the time spent in the app (what benchmarks/inbox.py reads,
+    whichever web process answered; the browser's developer tools show it too)."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        raise
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return response
 
 
 @web.middleware
@@ -147,8 +162,8 @@ def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
         session_secret, cookie_name="carebox_session", httponly=True, samesite="Lax",
         secure=settings.web.secure_cookies, max_age=int(settings.web.session_max_age_s),
     )
-    app = web.Application(middlewares=[security_headers, error_pages, session_middleware(storage), auth.auth_middleware,
-                                          row_ids])
+    app = web.Application(middlewares=[server_timing, security_headers, error_pages, session_middleware(storage),
+                                       auth.auth_middleware, row_ids])
     app[settings_key] = settings
     app[session_secret_key] = session_secret
     app[throttle_key] = {}

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from carebox.fanout import Fanout
 from carebox.store import actions, queries
 from web.keys import (
     broadcaster_key,
@@ -52,6 +53,9 @@ class Broadcaster(Protocol):
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[LiveEvent]]:
         """A queue receiving every event published while the context is open."""
 
+    def share_mark(self, conversation_id: int, user_id: int, username: str, state: str, ttl_s: float) -> None:
+        """Tell the other web processes that a user is viewing, typing or left (no-op with one process)."""
+
 
 class InProcessBroadcaster:
     """Subscribers of this process only; a slow subscriber loses events rather than slowing others."""
@@ -77,6 +81,54 @@ class InProcessBroadcaster:
             yield queue
         finally:
             self.queues.discard(queue)
+
+    def share_mark(self, conversation_id: int, user_id: int, username: str, state: str, ttl_s: float) -> None:
+        """One process: nobody else to tell."""
+
+
+LIVE, PRESENCE = "live", "presence"  # the fan-out kinds of a page event and of a presence mark
+
+
+class SharedBroadcaster(InProcessBroadcaster):
+    """Embedded mode on several web processes: an event reaches this process's pages at once and the other
+    processes' pages through the fan-out hub; presence marks travel the same way, so every process knows who
+    is viewing or typing. Each event is published once, by the process where it happened."""
+
+    def __init__(self, fan: Fanout, presence: Presence, buffer: int = SUBSCRIBER_BUFFER) -> None:
+        super().__init__(buffer)
+        self.fan, self.presence = fan, presence
+
+    def publish(self, event: LiveEvent) -> None:
+        """Deliver `event` here and to every other process (never blocks)."""
+        super().publish(event)
+        self.fan.publish_nowait({"kind": LIVE, "event": event.kind, "conversation_id": event.conversation_id,
+                                 "data": event.data})
+
+    def share_mark(self, conversation_id: int, user_id: int, username: str, state: str, ttl_s: float) -> None:
+        """Tell the other processes that a user is viewing, typing or left."""
+        self.fan.publish_nowait({"kind": PRESENCE, "mark": [conversation_id, user_id, username, state, ttl_s]})
+
+    async def relay(self) -> None:
+        """Until cancelled: the other processes' page events to this process's pages, their marks to its presence."""
+        async with self.fan.subscribe() as events:
+            async for e in events:
+                if e.get("origin") == self.fan.origin or e.get("kind") not in (LIVE, PRESENCE):
+                    continue
+                try:
+                    if e["kind"] == LIVE:
+                        super().publish(LiveEvent(str(e["event"]), e.get("conversation_id"), dict(e.get("data") or {})))
+                    else:
+                        cid, uid, name, state, ttl = e["mark"]
+                        self.presence.mark(int(cid), int(uid), str(name), str(state), float(ttl))
+                except (KeyError, TypeError, ValueError) as err:
+                    log.warning("ignored a malformed live event from another process: %s", err)
+
+
+def share(app: web.Application, fan: Fanout) -> SharedBroadcaster:
+    """Make this app's live events shared through `fan` (the composition root starts `relay()` with the app)."""
+    broadcaster = SharedBroadcaster(fan, app[presence_key])
+    app[broadcaster_key] = broadcaster
+    return broadcaster
 
 
 class Presence:
@@ -213,6 +265,7 @@ async def presence(request: web.Request) -> web.Response:
     tracker = request.app[presence_key]
     before = tracker.who(conversation_id)
     tracker.mark(conversation_id, user["id"], user["username"], state, ttl)
+    request.app[broadcaster_key].share_mark(conversation_id, user["id"], user["username"], state, ttl)
     people = tracker.who(conversation_id)
     if people != before:
         request.app[broadcaster_key].publish(LiveEvent("presence", conversation_id, {"people": people}))

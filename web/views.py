@@ -124,14 +124,14 @@ async def inbox(request: web.Request) -> dict[str, Any]:
     try:
         page = await queries.inbox(app[engine_key], view, user["id"], now=now, limit=settings.page_size,
                                    cursor=request.query.get("after") or None, filters=filters,
-                                   due_soon_s=settings.due_soon_s, with_counts=("mine",))
+                                   due_soon_s=settings.due_soon_s, with_counts=("mine",), with_users=True)
     except ValueError:
         raise web.HTTPBadRequest(text=_("This page link is not valid any more; start from the first page.")) from None
     counts = {**await _shared_counts(app, filters, now), **page.counts}
     rows = inbox_rows(page.rows, app[clocks_key], now)
     kept = {k: request.query[k] for k in FILTERS if request.query.get(k)}
     return {"view": view, "rows": rows, "counts": counts, "next_cursor": page.next_cursor, "filters": kept,
-            "first_page": not request.query.get("after"), "users": await queries.users(app[engine_key]),
+            "first_page": not request.query.get("after"), "users": page.users,
             "csrf": await csrf_token(request)}
 
 
@@ -219,7 +219,7 @@ async def _shared_counts(app: web.Application, filters: queries.Filters, now: da
 
 async def _conversation_or_404(request: web.Request) -> dict[str, Any]:
     found = await queries.conversation(request.app[engine_key], number(request.match_info["id"], "conversation id"),
-                                       scope_of(request[user_key]))
+                                       scope_of(request[user_key]), for_page=True)
     if found is None:
         raise web.HTTPNotFound(text=_("There is no such conversation."))
     return found
@@ -242,8 +242,11 @@ async def conversation_context(request: web.Request, conv: dict[str, Any] | None
     now = app[now_key]()
     last_in = next((m for m in reversed(conv["mentions"]) if m["direction"] == "in"), None)
     customer_name = (last_in["author_name"] or last_in["author_handle"]) if last_in else ""
-    responses, users = await asyncio.gather(queries.canned_responses(app[engine_key], conv["language"]),
-                                            queries.users(app[engine_key]))  # two snapshots read side by side
+    if "canned" in conv:  # read with the page
+        responses, users = conv["canned"], conv["users"]
+    else:
+        responses, users = await asyncio.gather(queries.canned_responses(app[engine_key], conv["language"]),
+                                                queries.users(app[engine_key]))
     canned = [{**c, "text": fill_canned(c["body"], customer_name, user["display_name"] or user["username"])}
               for c in responses]
     sla = app[clocks_key].settings  # the configured settings with the versions saved from the web

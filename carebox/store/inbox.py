@@ -53,6 +53,14 @@ class InboxPage:
     counts: dict[str, int]
     has_more: bool
     next_cursor: str | None = None
+    users: list[dict[str, Any]] | None = None  # the active users, when asked for (the assignee filter)
+
+
+def active_users(c: sa.Connection) -> list[dict[str, Any]]:
+    """Active users, by name (the assignee choices of the inbox and conversation pages)."""
+    stmt = sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role).where(
+        user.c.active.is_(True)).order_by(user.c.username)
+    return [dict(r._mapping) for r in c.execute(stmt)]
 
 
 def _view_filter(view: str, user_id: int | None, now: datetime, due_soon_s: float) -> Any:
@@ -142,21 +150,23 @@ def _page(c: sa.Connection, where: list[Any], view: str, cursor: str | None, lim
 async def inbox(
     engine: AsyncEngine, view: str, user_id: int | None, *, now: datetime, limit: int = 50, cursor: str | None = None,
     filters: Filters = Filters(), due_soon_s: float = 3600.0, with_counts: bool | tuple[str, ...] = True,
+    with_users: bool = False,
 ) -> InboxPage:
     """One keyset page of a saved view, soonest business due first, with the count of every view (or of the
-    views named in `with_counts`), read in one snapshot."""
+    views named in `with_counts`) and the active users when asked, read in one snapshot."""
     where = [_view_filter(view, user_id, now, due_soon_s), *_filters(filters)]
     counted = VIEWS if with_counts is True else with_counts or ()
 
-    def run(c: sa.Connection) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        return _page(c, where, view, cursor, limit), view_counts(c, user_id, now, filters, due_soon_s, counted)
+    def run(c: sa.Connection) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]] | None]:
+        return (_page(c, where, view, cursor, limit), view_counts(c, user_id, now, filters, due_soon_s, counted),
+                active_users(c) if with_users else None)
 
     if cursor:
         _decode_cursor(cursor)  # a bad cursor is a ValueError here, before any query
-    rows, counts = await read(engine, run)
+    rows, counts, users = await read(engine, run)
     more = len(rows) > limit
     rows = rows[:limit]
-    return InboxPage(rows, counts, more, encode_cursor(rows[-1], view) if more and rows else None)
+    return InboxPage(rows, counts, more, encode_cursor(rows[-1], view) if more and rows else None, users)
 
 
 def view_counts(c: sa.Connection, user_id: int | None, now: datetime, filters: Filters, due_soon_s: float,

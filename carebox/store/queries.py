@@ -38,6 +38,7 @@ from carebox.store.inbox import (  # noqa: F401 - the inbox's names stay reachab
     _page,
     _row_select,
     _view_filter,
+    active_users,
     counts,
     encode_cursor,
     in_accounts,
@@ -62,13 +63,17 @@ token = ApiToken.__table__  # type: ignore[attr-defined]
 handling = DeadLetterHandling.__table__  # type: ignore[attr-defined]
 
 
-async def conversation(engine: AsyncEngine, conversation_id: int, accounts: Accounts = None) -> dict[str, Any] | None:
+async def conversation(engine: AsyncEngine, conversation_id: int, accounts: Accounts = None, *,
+                       for_page: bool = False) -> dict[str, Any] | None:
     """A conversation with its thread, notes, SLA events, customer identities and other conversations;
-    None when it does not exist or is on an account outside `accounts` (whose history is left out too)."""
-    return await read(engine, _conversation, conversation_id, accounts)
+    None when it does not exist or is on an account outside `accounts` (whose history is left out too).
+    `for_page` adds what the page's composer and assignee menu need: "canned" responses (those in the
+    conversation's language first) and the active "users"."""
+    return await read(engine, _conversation, conversation_id, accounts, for_page)
 
 
-def _conversation(c: sa.Connection, conversation_id: int, accounts: Accounts) -> dict[str, Any] | None:
+def _conversation(c: sa.Connection, conversation_id: int, accounts: Accounts,
+                  for_page: bool = False) -> dict[str, Any] | None:
     """The conversation page's rows, in one snapshot."""
     row = (c.execute(sa.select(conv).where(conv.c.id == conversation_id, *in_accounts(accounts)))).first()
     if row is None:
@@ -121,6 +126,8 @@ def _conversation(c: sa.Connection, conversation_id: int, accounts: Accounts) ->
     out["timeline_agents"] = _agents_by_conversation(c, [h["id"] for h in out["history"]] + [conversation_id])
     out["tag_list"] = orjson.loads(out["tags"] or "[]")
     out["last_mention_id"] = max((m["id"] for m in out["mentions"]), default=0)
+    if for_page:
+        out["canned"], out["users"] = _canned(c, out["language"]), active_users(c)
     return out
 
 
@@ -172,8 +179,11 @@ async def activity_since(engine: AsyncEngine, conversation_id: int, after_mentio
 
 async def canned_responses(engine: AsyncEngine, language: str | None = None) -> list[dict[str, Any]]:
     """Canned responses, those in `language` first."""
-    stmt = sa.select(canned).order_by(canned.c.title, canned.c.language)
-    rows = await read(engine, lambda c: [dict(r._mapping) for r in c.execute(stmt)])
+    return await read(engine, _canned, language)
+
+
+def _canned(c: sa.Connection, language: str | None) -> list[dict[str, Any]]:
+    rows = [dict(r._mapping) for r in c.execute(sa.select(canned).order_by(canned.c.title, canned.c.language))]
     return sorted(rows, key=lambda r: r["language"] != language) if language else rows
 
 
@@ -271,9 +281,7 @@ async def stats(engine: AsyncEngine) -> dict[str, int]:
 
 async def users(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Active users, by name."""
-    stmt = sa.select(user.c.id, user.c.username, user.c.display_name, user.c.role).where(
-        user.c.active.is_(True)).order_by(user.c.username)
-    return await read(engine, lambda c: [dict(r._mapping) for r in c.execute(stmt)])
+    return await read(engine, active_users)
 
 
 async def user_by_name(engine: AsyncEngine, username: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ COMPOSITION_ROOT = {"cli.py", "runtime.py", "__main__.py"}
 # Everything directly in carebox/ is a pure rule module except these, which wire, store or serve.
 NOT_PURE = {
     "__init__", "__main__", "cli", "runtime", "pipeline", "models", "metrics", "clocks", "escalation", "scheduler",
-    "incidents", "fanout", "health", "leader", "triage_pool",
+    "incidents", "fanout", "health", "leader", "triage_pool", "web_processes",
 }
 PURE = tuple(sorted(p.stem for p in (ROOT / "carebox").glob("*.py") if p.stem not in NOT_PURE))
 PURE_LIBRARIES = {"holidays", "textblob", "textblob_fr", "py3langid", "icalendar"}
