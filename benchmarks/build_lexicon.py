@@ -4,11 +4,13 @@
 
 The learned model is an L2-regularised logistic regression of positive vs negative tweets (labels 2
 vs 0, neutral tweets (label 1) as targets of 1/2, which pulls the words of neutral messages
-towards 0) on the care layer's polarity and the presence of each learned word (distinct words):
-z = CARE_WEIGHT x care + sum of the weights of the distinct learned words found (no intercept: a
-text whose words cancel out keeps the care layer's side), and
+towards 0) on the care layer's polarity, VADER's compound score (carebox.lexicon_vader: VADER's
+lexicon for English, vaderSentiment-fr's for French) and the presence of each learned word
+(distinct words): z = CARE_WEIGHT x care + VADER_WEIGHT x vader + sum of the weights of the
+distinct learned words found (no intercept: a text whose words cancel out keeps the care layer's
+side), and
 polarity = |care| x care + (1 - |care|) x tanh(z / 2), so the learned words count most where the
-care layer is unsure, and a text without any learned word keeps the care polarity. The L2 penalty
+care layer is unsure, and a text without any learned or VADER word keeps the care polarity. The L2 penalty
 (1 / C on the word weights) shrinks rare and ambiguous words towards 0. Topic words are left out: a
 word written with a capital (not all-caps) or as a hashtag in more than 60% of its occurrences is a
 name or an event. Only alphabetic words seen in >= min_count tweets are learned (no punctuation,
@@ -25,6 +27,7 @@ import argparse
 import itertools
 import random
 import re
+import statistics
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
 from benchmarks.triage_quality import balanced_accuracy, load
-from carebox.care_lexicon import learned_key
+from carebox.care_lexicon import learned_key, normalise
+from carebox.lexicon_vader import lexicon as vader_lexicon
 from carebox.sentiment import SentimentAnalyzer, learned_polarity
 
 TRAIN = {"en": ("en_umsab_train", "train_text.txt", "train_labels.txt"),
@@ -70,7 +74,7 @@ FUNCTION_WORDS = {
 }
 GRID_MIN_COUNT = (2, 3)
 GRID_C = (0.1, 0.3, 1.0)
-FREE_C = 1000.0  # CARE_WEIGHT is all but unpenalised
+FREE_C = 1000.0  # CARE_WEIGHT and VADER_WEIGHT are all but unpenalised
 TIE = 0.002  # CV scores this close are a tie, won by the smaller C (weights closer to 0)
 _WORD = re.compile(r"(?<![\w@])(#?)([^\W\d_][\w'\u2019-]*)")
 
@@ -83,14 +87,16 @@ class Example:
     label: int  # 0 negative, 1 neutral, 2 positive
     keys: frozenset[str]  # distinct learned-table keys of its words
     base: float  # care polarity without the learned table
+    vader: float  # VADER compound score of the cleaned text
 
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """A fitted learned table: word weights plus the care polarity's weight."""
+    """A fitted learned table: word weights plus the weights of the care and VADER polarities."""
 
     weights: dict[str, float]
     care_weight: float
+    vader_weight: float
 
 
 def topic_words(texts: Sequence[str], lang: str) -> frozenset[str]:
@@ -118,15 +124,16 @@ def learn(examples: Sequence[Example], topics: frozenset[str], min_count: int, c
     """L2-regularised logistic regression (Newton's method) of positive vs negative."""
     vocab = vocabulary(examples, topics, min_count)
     index = {k: j for j, k in enumerate(vocab)}
-    x = np.zeros((len(examples), len(vocab) + 1))
+    x = np.zeros((len(examples), len(vocab) + 2))
     for i, ex in enumerate(examples):
         x[i, [index[k] for k in ex.keys if k in index]] = 1.0
-        x[i, -1] = ex.base
+        x[i, -2] = ex.base
+        x[i, -1] = ex.vader
     y = np.array([ex.label / 2.0 for ex in examples])  # neutral: 1/2
     precision = np.full(x.shape[1], 1.0 / c)
-    precision[-1] = 1.0 / FREE_C
+    precision[-2:] = 1.0 / FREE_C
     theta = _newton(x, y, precision)
-    return Model({k: float(theta[j]) for k, j in index.items()}, float(theta[-1]))
+    return Model({k: float(theta[j]) for k, j in index.items()}, float(theta[-2]), float(theta[-1]))
 
 
 def _newton(x: np.ndarray, y: np.ndarray, precision: np.ndarray, steps: int = 30) -> np.ndarray:
@@ -160,14 +167,14 @@ def _newton(x: np.ndarray, y: np.ndarray, precision: np.ndarray, steps: int = 30
 def polarity(ex: Example, model: Model) -> float:
     """What SentimentAnalyzer computes for a train example (the same function)."""
     hits = [model.weights[k] for k in ex.keys if k in model.weights]
-    if not hits:
+    if not hits and ex.vader == 0:
         return ex.base
-    return learned_polarity(ex.base, sum(hits), model.care_weight)
+    return learned_polarity(ex.base, model.care_weight * ex.base + model.vader_weight * ex.vader + sum(hits))
 
 
 def cross_validate(examples: Sequence[Example], topics: frozenset[str], folds: int,
-                   repeats: int) -> list[tuple[float, int, float]]:
-    """Mean held-in-fold balanced accuracy for every grid point, best first."""
+                   repeats: int) -> list[tuple[float, float, int, float]]:
+    """Mean and sd (over repeats) of the held-in-fold balanced accuracy per grid point, best first."""
     results: dict[tuple[int, float], list[float]] = {}
     for r in range(repeats):
         order = list(range(len(examples)))
@@ -181,7 +188,11 @@ def cross_validate(examples: Sequence[Example], topics: frozenset[str], folds: i
                 values = [polarity(ex, model) for ex in val]
                 acc = balanced_accuracy([ex.label for ex in val], values, True)
                 results.setdefault((min_count, c), []).append(acc)
-    return sorted(((sum(v) / len(v), *k) for k, v in results.items()), reverse=True)
+    summary = []
+    for key, accs in results.items():
+        means = [sum(accs[r * folds:(r + 1) * folds]) / folds for r in range(repeats)]
+        summary.append((statistics.mean(means), statistics.stdev(means) if repeats > 1 else 0.0, *key))
+    return sorted(summary, reverse=True)
 
 
 def render(lang: str, model: Model, params: str, command: str) -> str:
@@ -200,10 +211,12 @@ def render(lang: str, model: Model, params: str, command: str) -> str:
         "Keys are lower-cased words" + (" (unaccented light stems, care_lexicon.learned_key)."
                                         if lang == "fr" else "."),
         "polarity = |care| x care + (1 - |care|) x tanh(z / 2) with",
-        "z = CARE_WEIGHT x care + sum of WEIGHTS of the distinct words found (care when none).",
+        "z = CARE_WEIGHT x care + VADER_WEIGHT x vader + sum of WEIGHTS of the distinct words found",
+        "(care when no word is found and vader is 0).",
         '"""',
         "",
         f"CARE_WEIGHT = {model.care_weight:.4f}",
+        f"VADER_WEIGHT = {model.vader_weight:.4f}",
         "",
         "WEIGHTS: dict[str, float] = {",
     ]
@@ -223,9 +236,10 @@ def render(lang: str, model: Model, params: str, command: str) -> str:
 def examples_of(pairs: Sequence[tuple[str, int]], lang: str) -> list[Example]:
     """Train examples: the care layer's words (as learned keys) and polarity of each text."""
     analyzer = SentimentAnalyzer(learned=False)
+    vader = vader_lexicon(lang)
     return [
         Example(text, label, frozenset(learned_key(w, lang) for w in analyzer.words(text, lang)),
-                analyzer.polarity(text, lang))
+                analyzer.polarity(text, lang), vader.compound(normalise(text, lang)))
         for text, label in pairs
     ]
 
@@ -240,17 +254,20 @@ def build(lang: str, data: Path, folds: int, repeats: int, out: Path, command: s
     ranked = cross_validate(examples, topics, folds, repeats)
     polar = [ex for ex in examples if ex.label != 1]
     base = balanced_accuracy([ex.label for ex in polar], [ex.base for ex in polar], True)
-    acc, min_count, c = min((r for r in ranked if r[0] >= ranked[0][0] - TIE), key=lambda r: (r[2], -r[1]))
+    acc, sd, min_count, c = min((r for r in ranked if r[0] >= ranked[0][0] - TIE), key=lambda r: (r[3], -r[2]))
     model = learn(examples, topics, min_count, c)
-    model = Model({k: round(v, 3) for k, v in model.weights.items()}, round(model.care_weight, 4))
+    model = Model({k: round(v, 3) for k, v in model.weights.items()}, round(model.care_weight, 4),
+                  round(model.vader_weight, 4))
     params = (f"Chosen by {folds}-fold cross-validation x {repeats} on that split: min_count={min_count},\n"
-              f"C={c} (CV balanced accuracy {acc:.3f} vs {base:.3f} for the care layer alone on the\n"
-              f"same split); {len(model.weights)} keys, {len(topics)} topic words left out.")
+              f"C={c} (CV balanced accuracy {acc:.3f} ± {sd:.3f} (sd over repeats) vs {base:.3f} for the\n"
+              f"care layer alone on the same split); {len(model.weights)} keys, {len(topics)} topic words\n"
+              "left out.")
     out.write_text(render(lang, model, params, command), encoding="utf-8")
     print(f"{lang}: {out.relative_to(ROOT)}: {len(model.weights)} keys, care weight "
-          f"{model.care_weight:.2f}; care layer alone {base:.3f}; CV top 5:")
-    for cv_acc, count, share in ranked[:5]:
-        print(f"   bacc0+ {cv_acc:.3f}  min_count={count} C={share}")
+          f"{model.care_weight:.2f}, VADER weight {model.vader_weight:.2f}; care layer alone {base:.3f}; "
+          f"CV ({folds}-fold x {repeats}) top 5:")
+    for cv_acc, cv_sd, count, share in ranked[:5]:
+        print(f"   bacc0+ {cv_acc:.3f} ± {cv_sd:.3f}  min_count={count} C={share}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,13 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="../shared/data/sentiment", type=Path)
     parser.add_argument("--langs", default="en,fr")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"data folder {args.data} not found; pass --data PATH/TO/sentiment", file=sys.stderr)
         return 2
     command = "python benchmarks/build_lexicon.py --data ../shared/data/sentiment"
-    if (args.folds, args.repeats) != (5, 1):
+    if (args.folds, args.repeats) != (5, 3):
         command += f" --folds {args.folds} --repeats {args.repeats}"
     for lang in args.langs.split(","):
         build(lang, args.data, args.folds, args.repeats,

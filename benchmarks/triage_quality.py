@@ -6,7 +6,9 @@ Balanced accuracy is over negative (label 0) and positive (label 2) texts, neutr
 `bacc` is strict (a polarity of exactly 0 is a miss for both classes), `bacc0+` reads polarity >= 0
 as positive (the convention under which TextBlob scores about 0.65 EN / 0.60 FR). Coverage is the
 share of those texts with a non-zero polarity. `carebox` is the full analyzer, `care-only` the same
-without the learned word table (carebox/lexicon_learned_*.py). The care lexicon was built by hand
+without the learned model (word table carebox/lexicon_learned_*.py and VADER feature), `vader` is
+vaderSentiment's own SentimentIntensityAnalyzer (English), and `care fixtures` are the hand-written
+care messages of tests/fixtures/care_messages.jsonl with a negative or positive sentiment. The care lexicon was built by hand
 and the learned table by benchmarks/build_lexicon.py, both from the `train` splits only
 (en_umsab_train and fr_deft_train/train_*): report on en_tweeteval_val and fr_deft_train/val_*
 (held out). Both English sets come from SemEval-2017: 1,430 of en_umsab_train's texts are also in
@@ -17,6 +19,7 @@ en_tweeteval_val, so a held-out set leaves out every text found in its language'
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -25,7 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from carebox.lexicon_vader import lexicon as vader_lexicon
 from carebox.sentiment import SentimentAnalyzer, reference_polarity
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "care_messages.jsonl"
 
 SETS = {
     # name: (folder, text file, label file, lang, role)
@@ -109,22 +115,55 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {len(pairs) - len(kept)} of {len(pairs)} polar texts also in {train[0]}, "
                       "left out")
             pairs = kept
-        baseline = "textblob-fr" if lang == "fr" else "textblob"
-        scorers = {
-            "carebox": lambda t, lang=lang: analyzer.polarity(t, lang),
-            "care-only": lambda t, lang=lang: care_only.polarity(t, lang),
-            baseline: lambda t, lang=lang: reference_polarity(t, lang),
-        }
-        for scorer, fn in scorers.items():
-            strict, zero_pos, cov, tps = score(pairs, fn)
-            print(f"{name:18} {role:9} {len(pairs):5d}  {scorer:12} {strict:6.3f} {zero_pos:6.3f} {cov:8.3f} "
-                  f"{tps:8.0f}")
-        for text, label in pairs[: args.errors * 20]:
-            p = analyzer.polarity(text, lang)
-            if (label == 2 and p <= 0) or (label == 0 and p >= 0):
-                print(f"  miss label={label} p={p:+.2f} {text[:150]}")
+        report(name, role, lang, pairs, analyzer, care_only, args.errors)
+    for lang in ("en", "fr"):
+        report(f"care fixtures {lang}", "own", lang, fixtures(lang), analyzer, care_only, args.errors)
     return 0
 
+
+def fixtures(lang: str) -> list[tuple[str, int]]:
+    """The hand-written care messages of one language with a negative (0) or positive (2) sentiment."""
+    cases = [json.loads(line) for line in FIXTURES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels = {"negative": 0, "positive": 2}
+    return [(c["text"], labels[c["sentiment"]]) for c in cases if c["lang"] == lang and c["sentiment"] in labels]
+
+
+def report(name: str, role: str, lang: str, pairs: list[tuple[str, int]], analyzer: SentimentAnalyzer,
+           care_only: SentimentAnalyzer, errors: int) -> None:
+    """Print one set's rows: carebox, care-only, TextBlob, and VADER itself for English."""
+    baseline = "textblob-fr" if lang == "fr" else "textblob"
+    scorers = {
+        "carebox": lambda t: analyzer.polarity(t, lang),
+        "care-only": lambda t: care_only.polarity(t, lang),
+        baseline: lambda t: reference_polarity(t, lang),
+    }
+    if lang == "en":
+        scorers["vader"] = _vader_reference()
+    for scorer, fn in scorers.items():
+        strict, zero_pos, cov, tps = score(pairs, fn)
+        print(f"{name:18} {role:9} {len(pairs):5d}  {scorer:12} {strict:6.3f} {zero_pos:6.3f} {cov:8.3f} "
+              f"{tps:8.0f}")
+    if lang == "en":  # carebox's port of VADER (lexicon_vader) against vaderSentiment itself
+        fast = vader_lexicon("en")
+        same = sum(_sign(fast.compound(t)) == _sign(scorers["vader"](t)) for t, _ in pairs)
+        print(f"{'':18} {'':9} {'':5}  lexicon_vader: same sign as vaderSentiment on {same / len(pairs):.1%} "
+              "of the raw texts")
+    for text, label in pairs[: errors * 20]:
+        p = analyzer.polarity(text, lang)
+        if (label == 2 and p <= 0) or (label == 0 and p >= 0):
+            print(f"  miss label={label} p={p:+.2f} {text[:150]}")
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _vader_reference() -> Callable[[str], float]:
+    """vaderSentiment's own compound score (slow; for comparison only)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+    return lambda text: float(vader.polarity_scores(text)["compound"])
 
 if __name__ == "__main__":
     sys.exit(main())

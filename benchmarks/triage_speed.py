@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
+from carebox.lexicon_vader import lexicon as vader_lexicon
 from carebox.sentiment import SentimentAnalyzer, reference_polarity
 from carebox.triage import Triager
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "textblob alone (EN PatternAnalyzer / textblob-fr)": reference_polarity,
         "carebox sentiment only": analyzer.polarity,
         "carebox sentiment, no learned table": care_only.polarity,
+        "VADER feature alone (lexicon_vader.compound)": lambda t, lang: vader_lexicon(lang).compound(t),
         "Triager.triage (language detected)": lambda t, _lang: triager.triage(t),
         "Triager.triage (lang_hint given)": lambda t, lang: triager.triage(t, lang_hint=lang),
     }

@@ -75,7 +75,7 @@ FR_NEGATORS = frozenset(
 )
 FR_SERVICE_NOUNS = _words(
     "réseau reseau connexion internet wifi wi-fi 4g 5g 3g signal service courant électricité "
-    "electricite réponse reponse nouvelles retour remboursement livraison colis tonalité "
+    "electricite réponse reponse nouvelle nouvelles retour remboursement livraison colis tonalité "
     "ligne box fibre adsl données data eau chauffage gaz appel appels"
 )
 
@@ -252,7 +252,7 @@ _EN_GAP = frozenset(
 )
 _FR_GAP = frozenset(
     ("de", "d", "'", "du", "des", "toujours", "encore", "vraiment", "la", "le", "même", "me", "m",
-     "se", "s", "te", "t", "nous", "vous", "y")
+     "se", "s", "te", "t", "nous", "vous", "y", "un", "une", "eu")
 )
 
 

@@ -158,12 +158,15 @@ EN_PHRASES: dict[tuple[str, ...], float] = {
     ("waste", "of", "money"): -0.7, ("rip", "off"): -0.8, ("fed", "up"): -0.7,
     ("sick", "of"): -0.6, ("sick", "and", "tired"): -0.8, ("no", "one", "cares"): -0.6,
     ("still", "waiting"): -0.5, ("on", "hold"): -0.4, ("let", "down"): -0.6,
+    ("no", "solution"): -0.5, ("no", "solutions"): -0.5, ("not", "a", "solution"): -0.5,
 }
 FR_PHRASES: dict[tuple[str, ...], float] = {
     ("merci", "pour", "rien"): -0.7, ("pas", "terrible"): -0.4, ("ras", "le", "bol"): -0.7,
     ("importe", "quoi"): -0.5, ("foutage", "de", "gueule"): -0.8, ("perte", "de", "temps"): -0.6,
     ("vous", "moquez"): -0.6, ("se", "moque"): -0.5, ("jamais", "plus"): -0.5,
     ("toujours", "rien"): -0.5, ("toujours", "en", "attente"): -0.5, ("en", "attente"): -0.3,
+    ("aucune", "solution"): -0.5, ("pas", "de", "solution"): -0.5, ("pas", "une", "solution"): -0.5,
+    ("sans", "solution"): -0.5,
 }
 
 # Intensifiers that pattern's lexicons lack or weaken: (intensity) applied to the next known word.
@@ -177,5 +180,5 @@ EN_NEUTRAL = frozenset(
 )
 FR_NEUTRAL = frozenset(
     ("fait", "faire", "sous", "plus", "tout", "toute", "toutes", "tous", "si", "même", "certaines",
-     "certains", "autre", "grand", "grands", "grande", "non")
+     "certains", "autre", "grand", "grands", "grande", "non", "passé", "passée", "passés", "passées")
 )

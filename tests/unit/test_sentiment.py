@@ -9,6 +9,7 @@ import pytest
 
 from carebox import lexicon_learned_en, lexicon_learned_fr, sentiment
 from carebox.care_lexicon import care_terms, learned_key
+from carebox.lexicon_vader import lexicon as vader_lexicon
 from carebox.sentiment import (
     SentimentAnalyzer,
     base_polarity,
@@ -29,9 +30,11 @@ _FILLER = {
 
 
 def _learned(word: str, lang: str) -> bool:
-    """Whether any token of `word` has a weight in the learned table."""
+    """Whether any token of `word` has a weight in the learned table or a valence in VADER's lexicon."""
     tokens = (sentiment._FR if lang == "fr" else sentiment._EN).tokenizer.tokens(word)
-    return any(learned_weight(t, lang) is not None for t in tokens)
+    vader = vader_lexicon(lang)
+    return any(learned_weight(t, lang) is not None for t in tokens) or any(
+        t in vader.valence for t in vader.tokens(word.lower()))
 
 
 @cache
@@ -130,7 +133,10 @@ def test_generated_texts_with_learned_terms_do_differ_from_textblob(lang: str) -
 def test_texts_without_care_or_learned_terms_keep_most_of_the_vocabulary(lang: str) -> None:
     assert len(_vocabulary(lang, learned_free=True)) > 600
     assert len(_filler(lang, learned_free=True)) >= 4  # French function words are learned
-    assert len(_emoticons(lang, learned_free=True)) >= 10
+    # VADER's lexicon scores emoticons, so the full analyzer's test keeps only ": )"; the two
+    # tests above check every emoticon through the fast path and the care layer.
+    assert len(_emoticons(lang, learned_free=False)) >= 10
+    assert len(_emoticons(lang, learned_free=True)) >= 1
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
@@ -268,7 +274,56 @@ def test_polarity_stays_within_bounds(text: str) -> None:
 
 
 def test_configured_extra_words_override_the_lexicon() -> None:
-    custom = SentimentAnalyzer({"en": {"meh": -0.6}, "fr": {"bof": -0.5}})
-    assert ANALYZER.polarity("meh", "en") == 0
-    assert custom.polarity("meh", "en") < 0
-    assert custom.polarity("bof", "fr") < 0
+    custom = SentimentAnalyzer({"en": {"meh": -0.6, "zorgle": -0.4}, "fr": {"bof": -0.5}})
+    assert ANALYZER.polarity("zorgle", "en") == 0
+    assert custom.polarity("zorgle", "en") == -0.4
+    assert custom.polarity("meh", "en") == -0.6  # VADER's own valence of "meh" is replaced too
+    assert custom.polarity("bof", "fr") == -0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["VADER is smart, handsome, and funny!", "The book was only kind of good.", "Not bad at all",
+     "At least it isn't a horrible book.", "Today SUX!", "Make sure you :) or :D today!",
+     "It was one of the worst movies I've seen, despite good reviews.", "Most tools are VERY bad!!",
+     "The plot was good, but the characters are uncompelling and the dialog is not great.",
+     "no problem, this is not so terrible", "I am barely happy ???", "never so happy"],
+)
+def test_vader_port_gives_vader_sentiment_compound_score(text: str) -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    expected = SentimentIntensityAnalyzer().polarity_scores(text)["compound"]
+    assert vader_lexicon("en").compound(text) == pytest.approx(expected, abs=5e-4)
+
+
+@pytest.mark.parametrize(
+    ("text", "sign"),
+    [("C'est génial", 1), ("L\u2019accueil était excellent", 1), ("J\u2019adore", 1), ("c'est NUL", -1),
+     ("pas génial", -1), ("Je ne suis pas satisfait", -1), ("où est mon colis", 0)],
+)
+def test_french_vader_folds_accents_and_elisions_and_negates(text: str, sign: int) -> None:
+    score = vader_lexicon("fr").compound(text)
+    assert (score > 0) - (score < 0) == sign
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [("still no solution", "en"), ("that is not a solution", "en"), ("aucune solution proposée", "fr"),
+     ("ce n'est pas une solution", "fr"), ("Je n'ai jamais eu de réponse", "fr"),
+     ("pas eu de retour depuis lundi", "fr"), ("Toujours aucune nouvelle de ma commande", "fr")],
+)
+def test_no_solution_and_no_answer_are_negative(text: str, lang: str) -> None:
+    assert ANALYZER.polarity(text, lang) < 0
+
+
+def test_no_solution_is_a_complaint_not_a_service_failure() -> None:
+    assert not ANALYZER.analyse("still no solution", "en").failure
+    assert ANALYZER.analyse("pas eu de réponse", "fr").failure
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [("où est mon colis", "fr"), ("Commande passée il y a une semaine", "fr"), ("where is my parcel", "en")],
+)
+def test_neutral_care_questions_stay_near_zero(text: str, lang: str) -> None:
+    assert abs(ANALYZER.polarity(text, lang)) < 0.2
