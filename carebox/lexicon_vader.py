@@ -156,7 +156,7 @@ class VaderLexicon:
 
 
 def _read(package: str, name: str, fold: bool) -> dict[str, float]:
-    """word -> valence from a VADER lexicon file shipped in `package` (tab-separated)."""
+    """word -> valence from a VADER lexicon file shipped in `package` at `name` (tab-separated)."""
     text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
     table: dict[str, float] = {}
     for line in text.splitlines():
@@ -175,7 +175,7 @@ def _boosters(up: str, down: str) -> dict[str, float]:
 def lexicon(lang: str) -> VaderLexicon:
     """The VADER lexicon of `lang` ("en" or "fr"), read once from the installed package."""
     if lang == "fr":
-        return VaderLexicon(_read("vaderSentiment_fr", "fr_lexicon.txt", True),
+        return VaderLexicon(_read("carebox", "data/vader_fr/fr_lexicon.txt", True),
                             _boosters(_FR_BOOST_UP, _FR_BOOST_DOWN), _FR_NEGATE, True)
     return VaderLexicon(_read("vaderSentiment", "vader_lexicon.txt", False),
                         _boosters(_EN_BOOST_UP, _EN_BOOST_DOWN), _EN_NEGATE, False)
