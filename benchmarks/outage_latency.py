@@ -1,20 +1,21 @@
 """Time to alert and false alerts of the outage detector on four weeks of simulated complaint traffic.
 
-    python -m benchmarks.outage_latency [--weeks 4] [--seed 1] [--per-case 8]
-    python -m benchmarks.outage_latency --ideal     # the statistical bound, no detector
+    python -m benchmarks.outage_latency [--weeks 4] [--seed 1] [--per-case 5] [--tick 30] [--seeds 4 --jobs 2]
+    python -m benchmarks.outage_latency --ideal     # the statistical bound (calibrated Poisson CUSUM), no detector
 
 Each account has three clusters with a daily and weekly rhythm (Poisson counts per minute, seeded); its first
 cluster receives 30-minute outages at 3x, 5x and 10x its usual rate, after a first week of calm history.
 Counts go in through `Detector.observe_count` (one call per cluster and minute) and the detector is ticked
-every minute, with its default settings. Reports the median minutes from outage start to the first alert
-(an episode opened or escalated on that cluster or account-wide) per baseline and factor, and the alerts
-opened outside any outage per account per week.
+every minute (or every --tick seconds), with its default settings. Reports the median minutes from outage start
+to the first alert (an episode opened or escalated on that cluster or account-wide) per baseline and factor,
+pooled over --seeds simulations, and the alerts opened outside any outage per account per week.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import random
 import statistics
 import time
@@ -136,42 +137,110 @@ def false_alerts(outages: list[Outage], events: list[tuple[str, EpisodeEvent]], 
     return {a: c / max(1, weeks - 1) for a, c in counts.items()}
 
 
-def ideal_latency(rate: float, factor: float, false_alarm_minutes: float, trials: int, seed: int,
-                  tick: float = 60.0, rhythmic: bool = False) -> float:
-    """Median minutes to alert of an ideal Poisson CUSUM for this step, knowing the rate, decided every `tick` s.
+def cusum_excursions(rate: float, factor: float, weeks: float, step: float,
+                     rng: random.Random) -> list[tuple[float, float]]:
+    """(start minute, highest value seen by a decision) of each excursion above 0 of a Poisson CUSUM on calm traffic.
 
-    `rhythmic`: the rate is `rate` times the simulated daily and weekly rhythm at a random minute of weeks 2 to 4
-    (where the benchmark's outages fall), instead of constant.
+    The CUSUM knows the rate and the step: +ln(factor) at each complaint, -(factor - 1) x rate per minute, floored at
+    0. `step` is the minutes between decisions, 0 for a decision at every complaint arrival.
     """
-    rng = random.Random(seed)
-    slices = max(1, round(60.0 / tick))
-    # CUSUM: the mean run to a false alarm is at least e^limit steps (Lorden), here slices of a minute
-    limit, step = math.log(false_alarm_minutes * slices), math.log(factor)
-    found = []
-    for _ in range(trials):
-        lam = rate * (rhythm(rng.randrange(7 * 1440, 28 * 1440)) if rhythmic else 1.0) / slices
-        start = rng.random()  # the outage starts this far into its first minute
-        total, k = 0.0, math.floor(start * slices)  # k: the slice being counted
-        while total < limit:
-            share = min(1.0, (k + 1) - start * slices)  # of this slice inside the outage
-            count = poisson(rng, lam * (1.0 + (factor - 1.0) * share))
-            total = max(0.0, total + count * step - (factor - 1.0) * lam)
-            k += 1
-        found.append(k / slices - start)
-    return statistics.median(found)
+    up, drift, end = math.log(factor), (factor - 1.0) * rate, weeks * 10080.0
+    t, value, out = 0.0, 0.0, []
+    start: float | None = None
+    peak = 0.0
+    while t < end:
+        gap = rng.expovariate(rate)
+        if start is not None:
+            zero_at = t + value / drift
+            if step:
+                k = math.floor(t / step) + 1
+                while k * step <= min(t + gap, zero_at):
+                    peak = max(peak, value - drift * (k * step - t))
+                    k += 1
+            if zero_at <= t + gap:
+                out.append((start, peak))
+                start = None
+        value = (value - drift * gap if start is not None else 0.0) + up
+        t += gap
+        if start is None:
+            start, peak = t, 0.0
+        if not step:
+            peak = max(peak, value)
+    return out
 
 
-def print_ideal(seed: int) -> None:
-    """The bound: how fast a detector that knows the baseline and the step can alert at a false-alarm rate."""
-    print("ideal Poisson CUSUM for a 5x step, median minutes from outage start to alert:")
-    rates = (1.0, 2.0, 5.0, 20.0)
-    for weeks, tick, rhythmic in ((4, 60.0, False), (1, 60.0, False), (4, 10.0, False), (4, 60.0, True),
-                                  (4, 10.0, True)):
-        cells = [f"{r:g}/min {ideal_latency(r, 5.0, weeks * 7 * 1440, 3000, seed, tick, rhythmic):.2f}"
-                 for r in rates]
-        what = "rate with the daily and weekly rhythm" if rhythmic else "constant rate"
-        print(f"  one false alarm per {weeks} week(s) per series, decided every {tick:g} s, {what}: "
-              + ", ".join(cells))
+def false_alarms_per_week(excursions: list[tuple[float, float]], limit: float, weeks: float) -> float:
+    """Alarms per week at threshold `limit` (restarted at 0 after each), those within an hour of the last one merged."""
+    count, last = 0, -math.inf
+    for start, peak in excursions:
+        if peak >= limit and start - last > 60.0:
+            count, last = count + 1, start
+    return count / weeks
+
+
+def cusum_threshold(rate: float, factor: float, budget: float, step: float, weeks: float, seed: int) -> float:
+    """The lowest CUSUM threshold whose simulated false alarms per week stay within `budget`."""
+    excursions = cusum_excursions(rate, factor, weeks, step, random.Random(seed))
+    low, high = 0.0, 40.0
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if false_alarms_per_week(excursions, mid, weeks) > budget else (low, mid)
+    return high
+
+
+def cusum_delay(rate: float, factor: float, limit: float, step: float, rng: random.Random,
+                rhythmic: bool = False) -> float:
+    """Minutes from a step's start to the CUSUM's alarm: two calm hours first, decisions at a random phase."""
+    if rhythmic:
+        rate *= rhythm(rng.randrange(7 * 1440, 28 * 1440))
+    up, drift = math.log(factor), (factor - 1.0) * rate
+    t, value = -120.0, 0.0
+    while True:  # the state at the outage start, given no alarm before it
+        gap = rng.expovariate(rate)
+        if t + gap >= 0.0:
+            value, t = max(0.0, value + drift * t), 0.0
+            break
+        t += gap
+        value = max(0.0, value - drift * gap) + up
+        value = 0.0 if value >= limit else value
+    decision = rng.random() * step
+    while True:
+        gap = rng.expovariate(rate * factor)
+        while step and decision <= t + gap:
+            if value - drift * (decision - t) >= limit:
+                return decision
+            decision += step
+        value = max(0.0, value - drift * gap) + up
+        t += gap
+        if not step and value >= limit:
+            return t
+
+
+def print_ideal(seed: int, weeks: float, trials: int) -> None:
+    """The bound: how fast a CUSUM that knows the baseline and the step alerts within a false-alarm budget."""
+    print(f"ideal Poisson CUSUM for a 5x step (threshold calibrated on {weeks:g} simulated calm weeks per cell), "
+          f"median minutes from outage start to alert over {trials} outages:")
+    rows = [(0.25, step, False) for step in (0.0, 10 / 60, 0.5, 1.0)] + [(0.25, 0.0, True), (0.25, 0.5, True)]
+    rows += [(1.0, 0.0, False), (1.0, 0.5, False), (1.0, 0.0, True), (1.0, 0.5, True)]
+    for budget, step, rhythmic in rows:
+        cells = []
+        for rate in (1.0, 2.0, 5.0):
+            limit = cusum_threshold(rate, 5.0, budget, step, weeks, seed)
+            rng = random.Random(seed + 1)
+            median = statistics.median(cusum_delay(rate, 5.0, limit, step, rng, rhythmic) for _ in range(trials))
+            cells.append(f"{rate:g}/min {median:.2f} (h {limit:.2f})")
+        who = "the account's 4 series share 1/week" if budget < 1.0 else "all of the account's 1/week on one series"
+        decided = f"every {step * 60:g} s" if step else "at every complaint"
+        rate_is = "daily and weekly rhythm (weekly mean)" if rhythmic else "constant rate"
+        print(f"  {budget:g}/week/series ({who}), decided {decided}, {rate_is}: " + ", ".join(cells), flush=True)
+
+
+def run_seed(job: tuple[int, int, int, DetectorSettings, float]) -> tuple[dict[tuple[float, float], list[float]],
+                                                                        dict[str, float]]:
+    """Latencies per case and false alerts per account per week of one seed's simulation."""
+    weeks, seed, per_case, settings, tick = job
+    outages, events = simulate(weeks, seed, per_case, settings, tick)
+    return latencies(outages, events), false_alerts(outages, events, weeks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,26 +248,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="simulations pooled, seeds SEED..SEED+SEEDS-1 (5 outages a cell per seed is noisy)")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds simulated at once (processes)")
     parser.add_argument("--per-case", type=int, default=5, help="outages per factor and account")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an [outage] setting (exploration only; the benchmark is the default)")
     parser.add_argument("--tick", type=float, default=60.0,
                         help="seconds between detector ticks, a divisor of 60 (60: judge each minute when it closes)")
     parser.add_argument("--ideal", action="store_true", help="print the ideal detector's latency bound and stop")
+    parser.add_argument("--ideal-weeks", type=float, default=60.0, help="calm weeks simulated per --ideal cell")
+    parser.add_argument("--ideal-trials", type=int, default=1000, help="outages per --ideal cell")
     args = parser.parse_args(argv)
     if args.ideal:
-        print_ideal(args.seed)
+        print_ideal(args.seed, args.ideal_weeks, args.ideal_trials)
         return 0
     started = time.perf_counter()
     settings = parse_settings(settings_overrides(args.set))
     if args.tick <= 0 or 60.0 % args.tick:
         parser.error("--tick must divide 60 seconds")
-    outages, events = simulate(args.weeks, args.seed, args.per_case, settings, args.tick)
+    if args.seeds < 1 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be at least 1")
+    jobs = [(args.weeks, seed, args.per_case, settings, args.tick) for seed in range(args.seed, args.seed + args.seeds)]
+    if args.jobs > 1:
+        with multiprocessing.Pool(min(args.jobs, len(jobs))) as pool:
+            runs = pool.map(run_seed, jobs)
+    else:
+        runs = [run_seed(job) for job in jobs]
     elapsed = time.perf_counter() - started
-    table = latencies(outages, events)
-    print(f"{args.weeks} weeks, {len(BASELINES)} accounts x {len(CLUSTERS)} clusters, seed {args.seed}, "
-          f"{len(outages)} outages of {OUTAGE_MINUTES} min; tick {args.tick:g}s; simulated in {elapsed:.0f}s; "
-          f"overrides: {args.set or 'none'}")
+    table: dict[tuple[float, float], list[float]] = {}
+    for found, _ in runs:
+        for case, values in found.items():
+            table.setdefault(case, []).extend(values)
+    seeds = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}..{args.seed + args.seeds - 1} pooled"
+    print(f"{args.weeks} weeks, {len(BASELINES)} accounts x {len(CLUSTERS)} clusters, {seeds}, "
+          f"{args.seeds * len(BASELINES) * len(FACTORS) * args.per_case} outages of {OUTAGE_MINUTES} min; "
+          f"tick {args.tick:g}s; simulated in {elapsed:.0f}s; overrides: {args.set or 'none'}")
     print("median minutes from outage start to alert (detected/total):")
     print("baseline/min " + "".join(f"{f:>14g}x" for f in FACTORS))
     for base in BASELINES:
@@ -209,10 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             median = statistics.median(values) if len(found) * 2 > len(values) else math.inf
             cells.append(f"{median:>8.1f} ({len(found)}/{len(values)})")
         print(f"{base:>12g} " + "".join(f"{c:>15}" for c in cells))
-    rates = false_alerts(outages, events, args.weeks)
-    print(f"false alerts per account per week (weeks 2..{args.weeks}): "
-          + ", ".join(f"{a} ({BASELINES[i]:g}/min) {r:.2f}" for i, (a, r) in enumerate(rates.items())))
-    print(f"mean {statistics.mean(rates.values()):.2f}, max {max(rates.values()):.2f}")
+    for i, (_, rates) in enumerate(runs):
+        print(f"false alerts per account per week (weeks 2..{args.weeks}, seed {args.seed + i}): "
+              + ", ".join(f"{a} ({BASELINES[k]:g}/min) {r:.2f}" for k, (a, r) in enumerate(rates.items())))
+    pooled = [r for _, rates in runs for r in rates.values()]
+    print(f"false alerts per account per week: mean {statistics.mean(pooled):.2f}, max {max(pooled):.2f}")
     return 0
 
 

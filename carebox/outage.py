@@ -61,7 +61,7 @@ class EpisodeEvent:
 _FLOATS = ("level_limit", "bucket", "plateau_ratio", "min_ratio", "threshold", "floor_rate", "corroborate_threshold",
            "escalate_factor", "major_ratio", "critical_ratio")
 _DURATIONS = ("bucket", "plateau_window", "level_window", "dedup_window", "calm", "max_exclusion", "warmup",
-              "peak_memory")
+              "peak_memory", "escalate_hold")
 _INTS = ("min_count", "corroborate_min", "history_days", "min_history_days", "peak_allowance")
 
 
@@ -291,10 +291,14 @@ def _step(series: Series, v: Verdict, bucket: int, s: DetectorSettings) -> str |
         series.calm_since = None
         severity = severity_of(v.ratio, s)
         if episode is None:
-            series.episode = {"start": bucket, "severity": severity, "excess": excess}
+            series.episode = {"start": bucket, "severity": severity, "excess": excess, "alerted": bucket}
             return "opened"
         worse = SEVERITIES.index(severity) > SEVERITIES.index(episode["severity"])
-        if worse or excess >= s.escalate_factor * episode["excess"]:
+        # within escalate_hold of the last alert a growing burst is its own ramp-up, already paged: the escalation
+        # waits, and is sent only if the burst is still above what was last paged once the hold is over
+        held = (bucket - episode.get("alerted", episode["start"])) * s.bucket < s.escalate_hold
+        if not held and (worse or excess >= s.escalate_factor * episode["excess"]):
+            episode["alerted"] = bucket
             episode["severity"] = max(severity, episode["severity"], key=SEVERITIES.index)
             episode["excess"] = max(excess, episode["excess"])
             return "escalated"

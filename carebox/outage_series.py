@@ -31,6 +31,7 @@ class DetectorSettings:
     dedup_window: float = 900.0
     calm: float = 3600.0
     escalate_factor: float = 2.0
+    escalate_hold: float = 900.0
     major_ratio: float = 5.0
     critical_ratio: float = 10.0
     max_exclusion: float = 21600.0
@@ -64,6 +65,7 @@ class Series:
         self.pending: dict[int, int] = {}
         self.counts: deque[int] = deque(maxlen=self._span())  # last closed buckets, newest last
         self.expects: deque[float] = deque(maxlen=self._span())  # their expected counts
+        self.capped: deque[float] = deque(maxlen=self._plateau_len())  # their counts as the plateau window takes them
         self.baseline = SeasonalBaseline(settings.history_days, settings.min_history_days)
         # the recent level lags by one plateau window, so that a plateau does not raise its own baseline
         self.level_new: deque[tuple[float, float]] = deque()
@@ -78,7 +80,7 @@ class Series:
         # per window length: [bucket, highest surprise] of each past run of suspicious buckets, and the current run
         self.peaks: dict[int, list[list[float]]] = {}
         self.run_peak: dict[int, float] = {}
-        self._sums: dict[int, tuple[int, float]] | None = None  # window sums of the bucket just judged, for learn
+        self._sums: dict[int, tuple[float, float]] | None = None  # window sums of the bucket just judged, for learn
 
     def bar(self, n: int, bucket: int) -> float:
         """Surprise an n-bucket window needs on top of the threshold: what this series' own past bursts reached.
@@ -96,6 +98,9 @@ class Series:
         Unless `peaks_in_episodes`, what a burst reaches after it opened an episode is remembered only up to the bar
         it needed, or `episode_peak_share` of it: an incident says little about the noise, and must not blind the
         detector to the next incident of the same size. Before the seasonal baseline exists, everything is remembered.
+        "After it opened" is meant literally: a bucket whose open part already opened the episode (a peek) is
+        capped when it closes, a bucket that opened it on closing is remembered in full, so the memory depends on the
+        tick phase only as much as the opening instant does (docs/outage.md, "Burst history and tick phase").
         """
         run = self.run_peak.get(n, 0.0)
         if surprise >= self.s.corroborate_threshold:
@@ -158,7 +163,8 @@ class Series:
         floor = s.floor_rate * s.bucket / 60.0
         self.counts.append(count)
         self.expects.append(max(self.expected_rate(start), 0.0))
-        best: tuple[bool, float, bool, int, int, float, float, float] | None = None
+        self.capped.append(self.plateau_share(count, self.expects[-1]))
+        best: tuple[bool, float, bool, int, float, float, float, float] | None = None
         windows = [(n, s.min_ratio) for n in self._lengths()] + [(self._plateau_len(), s.plateau_ratio)]
         sums = self._sums = self.window_sums()
         lowest = min(s.threshold, s.corroborate_threshold)
@@ -182,9 +188,9 @@ class Series:
             return Verdict(False, False, count, floor, s.bucket, 0.0, 0.0, "warming up")
         significant, surprise, suspicious, n, observed, expected, ratio, phi = best
         return Verdict(
-            significant=significant, suspicious=suspicious, count=observed, expected=expected, window=n * s.bucket,
+            significant=significant, suspicious=suspicious, count=round(observed), expected=expected, window=n * s.bucket,
             surprise=surprise, ratio=ratio,
-            reason=f"{observed} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
+            reason=f"{observed:g} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
                    f"(x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
         )
 
@@ -224,12 +230,23 @@ class Series:
                 )
         return best
 
-    def window_sums(self) -> dict[int, tuple[int, float]]:
-        """Observed and expected complaints over each window length that history already covers."""
-        observed = list(accumulate(reversed(self.counts)))
+    def plateau_share(self, count: int, expected: float) -> float:
+        """What a bucket counts in the plateau window: at most `min_ratio` times its expected count (at least 1).
+
+        A plateau is a rise that lasts, so a short spike, which the spike windows judge, cannot pass for one there.
+        """
+        floor = self.s.floor_rate * self.s.bucket / 60.0
+        return min(float(count), max(1.0, self.s.min_ratio * max(expected, floor)))
+
+    def window_sums(self) -> dict[int, tuple[float, float]]:
+        """Observed and expected complaints over each window length that history already covers (plateau: capped)."""
+        observed: list[float] = list(accumulate(reversed(self.counts)))
         expected = list(accumulate(reversed(self.expects)))
-        lengths = self._lengths() + [self._plateau_len()]
-        return {n: (observed[n - 1], expected[n - 1]) for n in lengths if n <= len(observed)}
+        sums = {n: (observed[n - 1], expected[n - 1]) for n in self._lengths() if n <= len(observed)}
+        n = self._plateau_len()
+        if n not in sums and n <= len(observed):  # a spike window of the same length keeps the sum whole
+            sums[n] = (sum(self.capped), expected[n - 1])
+        return sums
 
     def phi(self, n: int, expected: float) -> float:
         """Variance over mean of an n-bucket window: 1 + kappa * mean (negative binomial), 1 for Poisson."""
@@ -286,6 +303,7 @@ class Series:
         self.pending = {int(b): int(c) for b, c in data["pending"]}
         self.counts.extend(int(x) for x in data["counts"])
         self.expects.extend(float(e) for e in data["expects"])
+        self.capped.extend(self.plateau_share(c, e) for c, e in zip(self.counts, self.expects, strict=False))
         self.baseline.load(data["baseline"])
         self.level_new.extend((float(x), float(e)) for x, e in data["level_new"])
         self.level_x.extend(float(x) for x in data["level_x"])

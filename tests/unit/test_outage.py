@@ -17,6 +17,7 @@ from carebox.outage import (
     parse_settings,
 )
 from carebox.outage_baseline import SeasonalBaseline, poisson_surprise
+from carebox.outage_series import Series
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
 MINUTE = timedelta(minutes=1)
@@ -114,11 +115,23 @@ def test_burst_after_quiet_opens_within_three_minutes_and_escalates_when_it_grow
     start = feed.minute
     rng = random.Random(3)
     feed.run(5, {"fibre": 4.0}, rng)
-    feed.run(5, {"fibre": 40.0}, rng)
+    feed.run(20, {"fibre": 40.0}, rng)
     fibre = [(m, e) for m, e in feed.events if e.key == "fibre"]
     assert fibre[0][1].kind == "opened" and fibre[0][0] <= start + 3
-    assert "escalated" in [e.kind for _, e in fibre]
+    escalated = [m for m, e in fibre if e.kind == "escalated"]
+    assert escalated and escalated[0] - fibre[0][0] >= 15  # not before escalate_hold after the opening alert
     assert fibre[-1][1].severity == "critical"
+
+
+def test_growth_within_the_escalation_hold_is_paged_once_when_the_hold_ends(calm_two_days: Feed) -> None:
+    feed = fork(calm_two_days)
+    rng = random.Random(3)
+    feed.run(5, {"fibre": 4.0}, rng)
+    feed.run(5, {"fibre": 40.0}, rng)
+    feed.run(30, {"fibre": 0.5}, rng)
+    fibre = [(m, e) for m, e in feed.events if e.key == "fibre" and e.kind != "resolved"]
+    assert [e.kind for _, e in fibre] == ["opened", "escalated"]
+    assert fibre[1][0] - fibre[0][0] == 15 and fibre[1][1].severity == "critical"
 
 
 def test_episode_resolves_after_the_calm_period_and_not_before(calm_two_days: Feed) -> None:
@@ -311,3 +324,13 @@ def test_config_fragment_documents_every_default() -> None:
     table = tomllib.loads(fragment.read_text())["outage"]
     assert parse_settings(table) == DetectorSettings()
     assert set(table) == {f.name for f in fields(DetectorSettings)}
+
+
+def test_a_bucket_counts_at_most_min_ratio_times_its_expected_count_in_the_plateau_window() -> None:
+    settings = DetectorSettings()
+    state = Series(settings).dump() | {"counts": [1] * 59 + [50], "expects": [1.0] * 60}
+    series = Series(settings)
+    series.load(state)
+    sums = series.window_sums()
+    assert sums[60] == (59 + settings.min_ratio * 1.0, 60.0)  # the spike counts as a bucket at the spike ratio
+    assert sums[1] == (50, 1.0) and sums[15] == (64, 15.0)  # the spike windows see it whole

@@ -48,12 +48,13 @@ def test_detect_scores_the_burst_row_and_keeps_one_row_per_input_row(tmp_path: P
 
 def test_detect_scores_the_rows_where_an_alert_opens_or_escalates_but_not_its_resolve(tmp_path: Path) -> None:
     rng = random.Random(2)
-    counts = [rng.randint(3, 7) for _ in range(3 * 288)] + [30, 90, 300] + [rng.randint(3, 7) for _ in range(100)]
+    counts = [rng.randint(3, 7) for _ in range(3 * 288)] + [30, 90, 300, 300] + [rng.randint(3, 7) for _ in range(100)]
     stamps = write_series(tmp_path / "data.csv", counts)
     rows = run_detect(tmp_path / "data.csv", tmp_path / "results.csv")
     events = detect_series([datetime.fromisoformat(t) for t in stamps], counts, bucket_seconds=300.0)
     kinds = {i: [e.kind for e in found] for i, found in enumerate(events) if found}
-    assert kinds[3 * 288] == ["opened"] and kinds[3 * 288 + 1] == ["escalated"]
+    # the growth at +5 and +10 min is held (escalate_hold, 15 min); still there at +15 min, it escalates
+    assert kinds[3 * 288] == ["opened"] and 3 * 288 + 1 not in kinds and kinds[3 * 288 + 3] == ["escalated"]
     assert any(found == ["resolved"] for found in kinds.values())
     assert [i for i, r in enumerate(rows) if r["anomaly_score"] == "1.0"] == [
         i for i, found in kinds.items() if "opened" in found or "escalated" in found]
