@@ -318,8 +318,8 @@ class Series:
 
 
 def minutes(seconds: float) -> str:
-    """A window length as people say it."""
-    return f"{seconds / 60:g} min"
+    """A window length as people say it: "5 min", "1.7 min" (a window ending in the open minute)."""
+    return f"{round(seconds / 60, 1):g} min"
 
 
 def severity_of(ratio: float, settings: DetectorSettings) -> str:

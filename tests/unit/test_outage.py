@@ -334,3 +334,9 @@ def test_a_bucket_counts_at_most_min_ratio_times_its_expected_count_in_the_plate
     sums = series.window_sums()
     assert sums[60] == (59 + settings.min_ratio * 1.0, 60.0)  # the spike counts as a bucket at the spike ratio
     assert sums[1] == (50, 1.0) and sums[15] == (64, 15.0)  # the spike windows see it whole
+
+
+def test_a_window_ending_in_the_open_minute_reads_in_tenths_of_a_minute() -> None:
+    from carebox.outage_series import minutes
+
+    assert (minutes(101.0784), minutes(300), minutes(3600)) == ("1.7 min", "5 min", "60 min")
