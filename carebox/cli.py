@@ -37,21 +37,11 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _run_app(settings: config.Settings, banner: Callable[[], None] | None = None, role: str = "serve") -> None:
-    from aiohttp import web
+    from carebox import web_processes
 
-    from carebox.runtime import build_app
-
-    async def factory() -> web.Application:
-        app = await build_app(settings, role=role)
-        if banner:
-            app.on_startup.append(lambda _app: _announce(banner))
-        return app
-
-    web.run_app(factory(), host=settings.web.host, port=settings.web.port, print=None)
-
-
-async def _announce(banner: Callable[[], None]) -> None:
-    banner()
+    # embedded `serve`/`demo` may serve the inbox from several processes ([inbox] processes)
+    processes = web_processes.count(settings) if role == "serve" else 1
+    web_processes.run(settings, processes, role=role, banner=banner)
 
 
 async def _with_engine(settings: config.Settings, work: Callable[[Any], Any], migrate: bool = True) -> Any:
@@ -76,23 +66,53 @@ async def _ensure_users(engine: Any, users: Sequence[tuple[str, str]], password:
             await actions.add_user(engine, username, hash_password(password), role, datetime.now(UTC))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the embedded demo: SQLite in a data directory, the simulator feeding the inbox, demo users."""
+DEMO_PAGERDUTY_ENV = "CAREBOX_DEMO_PAGERDUTY_KEY"  # the routing key sent to --pagerduty-url (32 characters)
+DEMO_PAGERDUTY_KEY = "carebox0demo0routing0key00000000"
+# The demo's SLA: the default service-hours contract, and an incident policy its outages switch to by themselves.
+DEMO_POLICIES = [{"name": "social", "calendar": "service-hours", "first_response": "1h"},
+                 {"name": "incident", "calendar": "24/7", "first_response": "15m", "next_response": "30m",
+                  "match": {"tags": ["incident"]}}]
+
+
+def demo_document(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration of `carebox demo` as a TOML-like document (before config.parse)."""
     data_dir = str(Path(args.data_dir).resolve())
-    doc = {
+    connector = {"type": "simulator", "name": "simulator", "account": "acme", "rate": args.rate,
+                 "seed": args.seed, "outage_every": args.outage_every}
+    if str(args.first_outage).strip().lower() not in ("0", "never", "off"):
+        connector["first_outage"] = args.first_outage
+    doc: dict[str, Any] = {
         "carebox": {"data_dir": data_dir},
         "database": {"url": f"sqlite+aiosqlite:///{Path(data_dir) / 'carebox.db'}"},
-        "web": {"host": "127.0.0.1", "port": args.port},
-        "connectors": [{"type": "simulator", "name": "simulator", "account": "acme", "rate": args.rate,
-                        "seed": args.seed, "outage_every": args.outage_every}],
+        "web": {"host": "127.0.0.1", "port": args.port, "base_url": f"http://127.0.0.1:{args.port}"},
+        "connectors": [connector],
+        "policies": DEMO_POLICIES,
+        "incidents": {"policy": "incident"},
+        # a fresh demo has no history: one calm minute (not the default hour) before an outage may alert
+        "outage": {"warmup": "1m"},
     }
-    settings = config.parse(doc, environ={})
+    if args.pagerduty_url:
+        doc["notifiers"] = [{"name": "demo-pagerduty", "type": "pagerduty", "routing_key_env": DEMO_PAGERDUTY_ENV,
+                             "url": args.pagerduty_url, "source": "carebox-demo"}]
+    return doc
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the embedded demo: SQLite in a data directory, the simulator feeding the inbox (an outage a few
+    minutes after start, then every --outage-every), an incident SLA policy, demo users."""
+    if args.pagerduty_url:
+        os.environ.setdefault(DEMO_PAGERDUTY_ENV, DEMO_PAGERDUTY_KEY)
+    settings = config.parse(demo_document(args), environ={})
+    data_dir = settings.data_dir
     asyncio.run(_with_engine(settings, lambda e: _ensure_users(e, DEMO_USERS, DEMO_PASSWORD)))
 
     def banner() -> None:
         print(f"carebox demo: inbox at http://127.0.0.1:{args.port}/  (data in {data_dir})", flush=True)
         print("demo logins (demo mode only):", ", ".join(f"{u} / {DEMO_PASSWORD}" for u, _ in DEMO_USERS), flush=True)
-        print(f"simulator: brand @acme, {args.rate:g} mentions per minute on average; Ctrl-C to stop", flush=True)
+        print(f"simulator: brand @acme, {args.rate:g} mentions per minute on average; first outage burst in "
+              f"{args.first_outage}, then about every {args.outage_every}; Ctrl-C to stop", flush=True)
+        if args.pagerduty_url:
+            print(f"incidents are paged to PagerDuty (Events API v2) at {args.pagerduty_url}", flush=True)
 
     _run_app(settings, banner)
     return 0
@@ -285,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="carebox-data", help="where the demo keeps its SQLite file (default: ./carebox-data)")
     p.add_argument("--rate", type=float, default=30.0, help="simulated mentions per minute (default 30)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--outage-every", default="2h", help='mean time between simulated outage bursts (default "2h", "0" never)')
+    p.add_argument("--outage-every", default="2h", help='mean time between simulated outage bursts (default "2h", at least "30m", "0" never)')
+    p.add_argument("--first-outage", default="3m",
+                   help='when the first outage burst starts after the demo starts (default "3m", "0" at random)')
+    p.add_argument("--pagerduty-url", default=None, metavar="URL",
+                   help=f"page a PagerDuty Events API v2 endpoint (e.g. a test receiver) with the demo's incidents; "
+                        f"routing key from ${DEMO_PAGERDUTY_ENV}")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="run everything from a configuration file", description=cmd_serve.__doc__)

@@ -118,6 +118,14 @@ def parse_options(options: Mapping[str, Any], key: str) -> SimulatorOptions:
     every = 0.0 if never else parse_duration(every_raw, f"{key}.outage_every")
     if 0 < every < 1800:
         raise ConfigError(f"{key}.outage_every", 'a duration of at least "30m", or "0" for never')
+    first_raw = options.get("first_outage")
+    first = None if first_raw is None else parse_duration(first_raw, f"{key}.first_outage")
+    if first is not None and not 0 <= first <= 86400:
+        raise ConfigError(f"{key}.first_outage", 'a duration from "0s" to "1d"')
+    length_raw = options.get("outage_length")
+    length = None if length_raw is None else parse_duration(length_raw, f"{key}.outage_length")
+    if length is not None and not 10 <= length <= 3600:
+        raise ConfigError(f"{key}.outage_length", 'a duration from "10s" to "1h"')
     brand = _number(options, "brand_replies", key, 0.12, 0.0, 0.5)
     followups = _number(options, "followups", key, 0.08, 0.0, 0.5)
     profile = Profile(
@@ -128,6 +136,8 @@ def parse_options(options: Mapping[str, Any], key: str) -> SimulatorOptions:
         customers=int(_number(options, "customers", key, 20000, 1, 10_000_000)),
         brand_replies=brand,
         followups=followups,
+        first_outage=first,
+        outage_length=length,
     )
     tick = parse_duration(options.get("tick", "1s"), f"{key}.tick")
     if not 0.01 <= tick <= 60:

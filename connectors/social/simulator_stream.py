@@ -80,6 +80,8 @@ class Profile:
     customers: int = 20000
     brand_replies: float = 0.12
     followups: float = 0.08
+    first_outage: float | None = None  # seconds after start of a sure first burst (None: bursts at random only)
+    outage_length: float | None = None  # seconds every burst lasts (None: 10 to 60 minutes at random)
 
 
 DEFAULT_PROFILE = Profile()
@@ -268,6 +270,8 @@ def stream(
         outage_every=profile.outage_every,
         timezone=profile.timezone,
         rhythm=profile.rhythm,
+        first_outage=profile.first_outage,
+        outage_length=profile.outage_length,
     )
     for k, ts, share, burst in timeline.positions(first, base):
         yield k, ts, build(seed, k, ts, share, burst, account=account, network=network, profile=profile)

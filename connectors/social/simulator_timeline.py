@@ -118,6 +118,8 @@ class Timeline:
         outage_every: float = 6 * 3600.0,
         timezone: str = "Europe/Paris",
         rhythm: bool = True,
+        first_outage: float | None = None,
+        outage_length: float | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -131,18 +133,31 @@ class Timeline:
         self.rhythm = rhythm
         self._t0 = self.start.timestamp()
         self._slot = outage_every * _SLOT_P
-        self._bursts = self._slot > 0 and not math.isinf(self._slot)
+        self._periodic = self._slot > 0 and not math.isinf(self._slot)
+        # first_outage: slot 0 is a burst for sure, `first_outage` seconds after start (a demo shows one soon);
+        # later slots follow it every outage_every*0.75 as usual (none when outage_every is 0)
+        self.first_outage = first_outage
+        self.outage_length = outage_length
+        self._anchor = self._t0 + (first_outage or 0.0)
+        self._bursts = self._periodic or first_outage is not None
+
+    def _has_slot(self, slot: int) -> bool:
+        """Whether outage slot `slot` exists at all (only slot 0 without periodic bursts)."""
+        return self._bursts and (self._periodic or slot == 0)
 
     def outage(self, slot: int) -> Outage | None:
         """The burst of outage slot `slot` (slots of outage_every*0.75 from start), or None."""
-        if not self._bursts:
+        if not self._has_slot(slot):
             return None
         rng = rng_for(self.seed, "outage", slot)
-        if rng.random() >= _SLOT_P:
+        forced = slot == 0 and self.first_outage is not None
+        if rng.random() >= _SLOT_P and not forced:
             return None
         duration = rng.uniform(10, 60) * 60
-        offset = rng.uniform(0, max(0.0, self._slot - duration))
-        begin = self._t0 + slot * self._slot + offset
+        if self.outage_length is not None:
+            duration = self.outage_length
+        offset = 0.0 if forced else rng.uniform(0, max(0.0, self._slot - duration))
+        begin = self._anchor + slot * self._slot + offset
         city = rng.choice(CITIES) if rng.random() < 0.6 else None
         # fewer people are awake to complain about a night-time outage
         awake = math.sqrt(_weight(int(begin // BUCKET), self.timezone, self.rhythm))
@@ -161,7 +176,7 @@ class Timeline:
             return []
         end = until.timestamp()
         found, slot = [], 0
-        while self._t0 + slot * self._slot < end:
+        while self._has_slot(slot) and self._anchor + slot * self._slot < end:
             burst = self.outage(slot)
             if burst is not None and burst.start.timestamp() < end:
                 found.append(burst)
@@ -182,7 +197,7 @@ class Timeline:
         while True:
             bucket_end = (math.floor(t / BUCKET) + 1) * BUCKET
             base = self.base_rate(t)
-            while self._bursts and self._t0 + slot * self._slot < bucket_end:
+            while self._has_slot(slot) and self._anchor + slot * self._slot < bucket_end:
                 burst = self.outage(slot)
                 slot += 1
                 if burst is not None:
