@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar as weekdays
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -41,70 +44,125 @@ def _fmt(at: datetime, tz: tzinfo) -> str:
     return at.astimezone(tz).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
+@dataclass(frozen=True, slots=True)
+class HourOf:
+    """An instant shown as its time of day only (the end of a window that began the same day)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Weekday:
+    """A day of the week in general ("no opening hours on Saturdays"); 0 is Monday."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line: an English %-template and its values; instants stay datetimes so a page can localize them."""
+
+    template: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def text(self, tz: tzinfo) -> str:
+        """The English line with times in `tz`, e.g. "clock started Fri 2026-11-20 18:50 CET (...)"."""
+        return self.template % {key: _plain(value, tz) for key, value in self.values.items()}
+
+
+def _plain(value: object, tz: tzinfo) -> object:
+    if isinstance(value, datetime):
+        return _fmt(value, tz)
+    if isinstance(value, HourOf):
+        return f"{value.at.astimezone(tz):%H:%M}"
+    if isinstance(value, date):
+        return f"{value:%a %Y-%m-%d}"
+    if isinstance(value, Weekday):
+        return weekdays.day_name[value.number] + "s"
+    return value
+
+
 def _hours(seconds: float) -> str:
     """Waiting time in hours as people say it: "63h" or "1.5h", with the short form beside it."""
-    return f"{seconds / 3600:g}h ({format_duration(seconds)})"
+    return f"{round(seconds / 3600, 1):g}h ({format_duration(seconds)})"
 
 
 def explain_due(
     settings: SlaSettings, clock: Clock, *, facts: ConversationFacts | None = None, now: datetime | None = None
 ) -> list[str]:
     """Lines saying which policy, calendar, windows, skipped days and pauses produce the clock's due time."""
+    tz = _zone(settings.calendar_for(clock.target), clock.started_at)
+    return [line.text(tz) for line in explain_lines(settings, clock, facts=facts, now=now)]
+
+
+def explain_lines(
+    settings: SlaSettings, clock: Clock, *, facts: ConversationFacts | None = None, now: datetime | None = None
+) -> list[Line]:
+    """explain_due as templates and values, for a page that shows times in its reader's zone and language."""
     lines = _policy_lines(settings, clock, facts)
     target = clock.target
     cal = settings.calendar_for(target)
     tz = _zone(cal, clock.started_at)
+    length = format_duration(target.seconds)
     if cal.always_open:
-        lines.append(f"target {target.kind}: {format_duration(target.seconds)} on the wall clock (24/7)")
+        lines.append(Line("target %(kind)s: %(length)s on the wall clock (24/7)", {"kind": target.kind, "length": length}))
     else:
-        lines.append(
-            f"target {target.kind}: {format_duration(target.seconds)} of business time on calendar "
-            f"{cal.name!r} version {cal.version} ({cal.timezone})"
-        )
+        lines.append(Line(
+            "target %(kind)s: %(length)s of business time on calendar '%(calendar)s' version %(version)s (%(zone)s)",
+            {"kind": target.kind, "length": length, "calendar": cal.name, "version": cal.version, "zone": cal.timezone},
+        ))
         if clock.rebased_at is not None:
-            lines.append(
-                f"the calendar changed at {_fmt(clock.rebased_at, tz)}: {format_duration(clock.carried_s)} used on "
-                f"earlier versions are kept; the rest is planned on version {clock.calendar_version}"
-            )
+            lines.append(Line(
+                "the calendar changed at %(at)s: %(used)s used on earlier versions are kept; "
+                "the rest is planned on version %(version)s",
+                {"at": clock.rebased_at, "used": format_duration(clock.carried_s), "version": clock.calendar_version},
+            ))
         if clock.calendar_version != cal.version:
-            lines.append(f"the clock was planned on version {clock.calendar_version}, not the current {cal.version}")
-    lines.append(f"clock started {_fmt(clock.started_at, tz)} (the customer's message)")
+            lines.append(Line("the clock was planned on version %(planned)s, not the current %(current)s",
+                              {"planned": clock.calendar_version, "current": cal.version}))
+    lines.append(Line("clock started %(at)s (the customer's message)", {"at": clock.started_at}))
     state = evaluate(clock, settings.calendars, now or clock.started_at)
-    lines += _pause_lines(cal, clock, tz)
+    lines += _pause_lines(cal, clock)
     if not cal.always_open:
         lines += _window_lines(cal, clock, state, tz)
-    lines.append(
-        f"business due {_fmt(state.business_due, tz)}; wall-clock due {_fmt(state.wall_due, tz)} "
-        f"({format_duration(target.seconds)} of wall time)"
-    )
-    lines += _customer_lines(settings, clock, state, tz)
+    lines.append(Line(
+        "business due %(business)s; wall-clock due %(wall)s (%(length)s of wall time)",
+        {"business": state.business_due, "wall": state.wall_due, "length": length},
+    ))
+    lines += _customer_lines(settings, clock, state)
     return lines
 
 
-def _policy_lines(settings: SlaSettings, clock: Clock, facts: ConversationFacts | None) -> list[str]:
+def _policy_lines(settings: SlaSettings, clock: Clock, facts: ConversationFacts | None) -> list[Line]:
     """Which policy applies and why."""
     if facts is None:
-        return [f"policy {clock.policy!r} (chosen by name)"]
+        return [Line("policy '%(policy)s' (chosen by name)", {"policy": clock.policy})]
     skipped: list[str] = []
     for policy in settings.policies:
         reasons = match_reasons(policy, facts)
         if reasons is not None:
-            before = f"; earlier policies {skipped} did not match" if skipped else " (the first policy)"
-            return [f"policy {policy.name!r} matched because " + "; ".join(reasons) + before]
+            values = {"policy": policy.name, "reasons": "; ".join(reasons), "skipped": str(skipped)}
+            if skipped:
+                return [Line("policy '%(policy)s' matched because %(reasons)s; earlier policies %(skipped)s did not match",
+                             values)]
+            return [Line("policy '%(policy)s' matched because %(reasons)s (the first policy)", values)]
         skipped.append(policy.name)
-    return [f"no policy matched (tried {skipped}); only the customer expectation is tracked"]
+    return [Line("no policy matched (tried %(skipped)s); only the customer expectation is tracked",
+                 {"skipped": str(skipped)})]
 
 
-def _pause_lines(cal: Calendar, clock: Clock, tz: tzinfo) -> list[str]:
+def _pause_lines(cal: Calendar, clock: Clock) -> list[Line]:
     """One line per pause, with the business time it did not count."""
     lines = []
     for began, ended in clock.paused:
         if ended is None:
-            lines.append(f"paused since {_fmt(began, tz)} (waiting on the customer): the due time moves until resumed")
+            lines.append(Line("paused since %(began)s (waiting on the customer): the due time moves until resumed",
+                              {"began": began}))
             continue
         lost = format_duration(max(0.0, _business(cal, began, ended)))
-        clock_name = "wall" if cal.always_open else "business"
-        lines.append(f"paused {_fmt(began, tz)} to {_fmt(ended, tz)}: {lost} of {clock_name} time not counted")
+        template = ("paused %(began)s to %(ended)s: %(lost)s of wall time not counted" if cal.always_open
+                    else "paused %(began)s to %(ended)s: %(lost)s of business time not counted")
+        lines.append(Line(template, {"began": began, "ended": ended, "lost": lost}))
     return lines
 
 
@@ -113,7 +171,7 @@ def _business(cal: Calendar, began: datetime, ended: datetime) -> float:
     return time_counted(cal, [(began, ended)], ended)
 
 
-def _window_lines(cal: Calendar, clock: Clock, state: ClockState, tz: tzinfo) -> list[str]:
+def _window_lines(cal: Calendar, clock: Clock, state: ClockState, tz: tzinfo) -> list[Line]:
     """The opening windows counted toward the target, and the local days skipped between them."""
     counted: list[tuple[datetime, datetime]] = []
     for began, ended in running_stretches(clock.rebased_at or clock.started_at, clock.paused):
@@ -122,12 +180,10 @@ def _window_lines(cal: Calendar, clock: Clock, state: ClockState, tz: tzinfo) ->
             counted += open_intervals(cal, began, stop)
     lines = []
     for began, ended in counted[:_MAX_WINDOW_LINES]:
-        lines.append(
-            f"counted {_fmt(began, tz)} to {ended.astimezone(tz):%H:%M} "
-            f"({format_duration((ended - began).total_seconds())})"
-        )
+        lines.append(Line("counted %(began)s to %(ended)s (%(length)s)", {
+            "began": began, "ended": HourOf(ended), "length": format_duration((ended - began).total_seconds())}))
     if len(counted) > _MAX_WINDOW_LINES:
-        lines.append(f"... and {len(counted) - _MAX_WINDOW_LINES} more windows")
+        lines.append(Line("... and %(count)s more windows", {"count": len(counted) - _MAX_WINDOW_LINES}))
     used_days = {d for a, b in counted for d in _local_days(a, b, tz)}
     first = clock.started_at.astimezone(tz).date()
     last = state.business_due.astimezone(tz).date()
@@ -135,7 +191,7 @@ def _window_lines(cal: Calendar, clock: Clock, state: ClockState, tz: tzinfo) ->
     skips = [reason for day in days if day not in used_days and (reason := _skip_reason(cal, day))]
     lines += skips[:_MAX_SKIP_LINES]
     if len(skips) > _MAX_SKIP_LINES:
-        lines.append(f"... and {len(skips) - _MAX_SKIP_LINES} more days skipped")
+        lines.append(Line("... and %(count)s more days skipped", {"count": len(skips) - _MAX_SKIP_LINES}))
     return lines
 
 
@@ -145,23 +201,24 @@ def _local_days(began: datetime, ended: datetime, tz: tzinfo) -> set[date]:
     return {a + timedelta(days=i) for i in range((b - a).days + 1)}
 
 
-def _skip_reason(cal: Calendar, day: date) -> str | None:
+def _skip_reason(cal: Calendar, day: date) -> Line | None:
     """Why no time was counted on `day`, when the calendar itself closed it."""
-    label = f"{day:%a %Y-%m-%d}"
     if day in cal.partial_days:
-        return None if day_windows(cal, day) else f"skipped {label}: closed that day (partial day with no hours)"
+        return None if day_windows(cal, day) else Line(
+            "skipped %(day)s: closed that day (partial day with no hours)", {"day": day})
     if day in cal.closed_dates:
-        return f"skipped {label}: closed date"
+        return Line("skipped %(day)s: closed date", {"day": day})
     name = holiday_name(cal, day)
     if name is not None and cal.holiday_country is not None:
         region = cal.holiday_country + (f"-{cal.holiday_subdivision}" if cal.holiday_subdivision else "")
-        return f"skipped {label}: public holiday {name} ({region})"
+        return Line("skipped %(day)s: public holiday %(holiday)s (%(region)s)", {"day": day, "holiday": name,
+                                                                              "region": region})
     if not cal.weekly[day.weekday()]:
-        return f"skipped {label}: no opening hours on {day:%A}s"
+        return Line("skipped %(day)s: no opening hours on %(weekdays)s", {"day": day, "weekdays": Weekday(day.weekday())})
     return None
 
 
-def _customer_lines(settings: SlaSettings, clock: Clock, state: ClockState, tz: tzinfo) -> list[str]:
+def _customer_lines(settings: SlaSettings, clock: Clock, state: ClockState) -> list[Line]:
     """The customer-expectation clock beside the contract."""
     expectation = start_clock(settings.expectation_target(), clock.policy, clock.started_at)
     for began, ended in clock.paused:
@@ -169,8 +226,9 @@ def _customer_lines(settings: SlaSettings, clock: Clock, state: ClockState, tz: 
     due = evaluate(expectation, settings.calendars, clock.started_at).wall_due
     waited = time_counted(ALWAYS_OPEN, running_stretches(clock.started_at, clock.paused), state.business_due)
     return [
-        f"customer expectation ({format_duration(settings.customer_expectation_s)}, 24/7) due {_fmt(due, tz)}",
-        f"at the business due time the customer has waited {_hours(waited)}",
+        Line("customer expectation (%(length)s, 24/7) due %(due)s",
+             {"length": format_duration(settings.customer_expectation_s), "due": due}),
+        Line("at the business due time the customer has waited %(waited)s", {"waited": _hours(waited)}),
     ]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import orjson
+from markupsafe import Markup, escape
 
 from carebox import sla, sla_explain
+from web import i18n
 from web.i18n import gettext as _
 
 log = logging.getLogger(__name__)
@@ -37,21 +39,45 @@ def _clock(settings: sla.SlaSettings, row: Mapping[str, Any]) -> sla.Clock | Non
                      rebased_at=row.get("rebased_at"), carried_s=float(row.get("carried_s") or 0.0))
 
 
-def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime) -> list[str]:
+_WEEKDAYS = {"en": ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays"],
+             "fr": ["le lundi", "le mardi", "le mercredi", "le jeudi", "le vendredi", "le samedi", "le dimanche"]}
+_TIME = Markup('<time datetime="{}">{}</time>')
+
+
+def _shown(value: object) -> object:
+    """A value of a line as its reader sees it: instants in their zone and language, the exact one in <time>."""
+    if isinstance(value, datetime):
+        return _TIME.format(value.astimezone(UTC).isoformat(), i18n.local(value, "long"))
+    if isinstance(value, sla_explain.HourOf):
+        return _TIME.format(value.at.astimezone(UTC).isoformat(), f"{value.at.astimezone(i18n.CURRENT.get().zone()):%H:%M}")
+    if isinstance(value, date):  # a day of the calendar: shown as it is, in no other zone
+        return _TIME.format(value.isoformat(), i18n.local(datetime.combine(value, time(12), i18n.CURRENT.get().zone()), "day"))
+    if isinstance(value, sla_explain.Weekday):
+        return _WEEKDAYS.get(i18n.CURRENT.get().language, _WEEKDAYS["en"])[value.number]
+    return value
+
+
+def _line(template: str, values: Mapping[str, object]) -> Markup:
+    """`template` translated, with its values escaped and its times localized."""
+    return Markup(escape(_(template))) % {key: _shown(value) for key, value in values.items()}
+
+
+def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime) -> list[Markup]:
     """Why each stored clock of the conversation is due when it is (read-only; never fails the page)."""
-    lines: list[str] = []
+    lines: list[Markup] = []
     for row in conv.get("clocks", []):
         clock = _clock(settings, row)
         if clock is None:
-            lines.append(_("Clock %(target)s: policy %(policy)s is no longer configured; due %(due)s as planned.")
-                         % {"target": row["target"], "policy": row["policy"], "due": row["business_due"].isoformat()})
+            lines.append(_line("Clock %(target)s: policy %(policy)s is no longer configured; due %(due)s as planned.",
+                               {"target": row["target"], "policy": row["policy"], "due": row["business_due"]}))
             continue
         lines += _incident_lines(settings, conv, row)
         try:
-            lines += sla_explain.explain_due(settings, clock, facts=facts(conv), now=now)
+            explained = sla_explain.explain_lines(settings, clock, facts=facts(conv), now=now)
+            lines += [_line(line.template, line.values) for line in explained]
         except Exception:
             log.exception("explaining clock %s of conversation %s failed", row.get("id"), conv.get("id"))
-            lines.append(_("The explanation of this deadline is not available."))
+            lines.append(Markup(escape(_("The explanation of this deadline is not available."))))
     return lines
 
 
@@ -70,16 +96,16 @@ def status_effects(settings: sla.SlaSettings, conv: Mapping[str, Any]) -> dict[s
     }
 
 
-def _incident_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+def _incident_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], row: Mapping[str, Any]) -> list[Markup]:
     """Why a clock moved to an incident's SLA policy (or back to the conversation's own when it ended)."""
     switched = any(e.get("kind") == "policy" and e.get("clock_id") == row.get("id") for e in conv.get("sla_events", []))
     if row.get("rebased_at") is None or not switched:  # a calendar rebase is explained by sla_explain itself
         return []
     own = settings.match_policy(facts(conv)).name
     values = {"policy": row["policy"], "own": own, "incident": conv.get("incident_id") or "?",
-              "at": row["rebased_at"].isoformat(timespec="minutes"), "used": round(float(row.get("carried_s") or 0) / 60)}
+              "at": row["rebased_at"], "used": round(float(row.get("carried_s") or 0) / 60)}
     if row["policy"] != own:
-        return [_("Incident #%(incident)s: its SLA policy %(policy)s applies from %(at)s (the target counts from then); "
-                  "the conversation's own policy %(own)s returns when the incident is resolved.") % values]
-    return [_("Back on policy %(own)s at %(at)s after the incident policy: %(used)s min of business time used before "
-              "the incident count, the rest runs from then.") % values]
+        return [_line("Incident #%(incident)s: its SLA policy %(policy)s applies from %(at)s (the target counts from "
+                      "then); the conversation's own policy %(own)s returns when the incident is resolved.", values)]
+    return [_line("Back on policy %(own)s at %(at)s after the incident policy: %(used)s min of business time used "
+                  "before the incident count, the rest runs from then.", values)]

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -41,7 +42,9 @@ from connectors.social.x_parse import (  # re-exported: the tests and the fuzzer
     USER_FIELDS,
     Page,
     XCursor,
+    catch_up_start,
     format_cursor,
+    format_start_time,
     id_key,
     is_decimal,
     newest,
@@ -51,6 +54,7 @@ from connectors.social.x_parse import (  # re-exported: the tests and the fuzzer
     parse_sent,
     parse_stream_line,
     parse_tweet,  # noqa: F401
+    refuses_since_id,
     snowflake_time,  # noqa: F401
     users_by_id,  # noqa: F401
 )
@@ -81,6 +85,7 @@ class XOptions:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     timeout: float = 30.0
+    cursor_catch_up: float = 86400.0
 
 
 def parse_options(options: Mapping[str, Any], key: str) -> XOptions:
@@ -107,6 +112,9 @@ def parse_options(options: Mapping[str, Any], key: str) -> XOptions:
     max_results = options.get("max_results", 100)
     if not isinstance(max_results, int) or isinstance(max_results, bool) or not 5 <= max_results <= 100:
         raise ConfigError(f"{key}.max_results", "an integer from 5 to 100")
+    cursor_catch_up = parse_duration(options.get("cursor_catch_up", "24h"), f"{key}.cursor_catch_up")
+    if not 0 < cursor_catch_up <= 7 * 86400:
+        raise ConfigError(f"{key}.cursor_catch_up", 'a duration from "1s" to "7d"')
     return XOptions(
         account=account,
         user_id=user_id,
@@ -122,6 +130,7 @@ def parse_options(options: Mapping[str, Any], key: str) -> XOptions:
         backoff_base=parse_duration(options.get("backoff_base", "1s"), f"{key}.backoff_base"),
         backoff_cap=parse_duration(options.get("backoff_cap", "5m"), f"{key}.backoff_cap"),
         timeout=parse_duration(options.get("timeout", "30s"), f"{key}.timeout"),
+        cursor_catch_up=cursor_catch_up,
     )
 
 
@@ -163,6 +172,7 @@ class XConnector(Health):
         app_token: str,
         user_token: str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.name = name
         self.account = options.account
@@ -172,6 +182,8 @@ class XConnector(Health):
         self._app_auth = {"Authorization": f"Bearer {app_token}"}
         self._user_auth = {"Authorization": f"Bearer {user_token}"}
         self._sleep = sleep
+        self._now = now
+        self._catch_up: tuple[datetime, str] | None = None  # (start_time, refused since_id) once X refused it
         self._resume_at = 0.0
         self._state = XCursor()  # survives reconnects within one run()
 
@@ -199,7 +211,9 @@ class XConnector(Health):
             self._resume_at = loop.time() + (reset if reset is not None else 60.0)
         return body
 
-    async def _read_pages(self, path: str, params: dict[str, str], since: str | None, dms: bool) -> Page:
+    async def _read_pages(
+        self, path: str, params: dict[str, str], since: str | None, dms: bool, whole: bool = False
+    ) -> Page:
         """Follow next_token until the pages reach `since` (or one page when there is no cursor)."""
         mentions: list[InboundMention] = []
         rejected: list[Rejected] = []
@@ -219,21 +233,44 @@ class XConnector(Health):
             rejected.extend(page.rejected)
             newest_id = newest(newest_id, page.newest_id)
             token = page.next_token
-            if not token or since is None or id_key(page.oldest_id) <= id_key(since):
+            if not token or (since is None and not whole) or id_key(page.oldest_id) <= id_key(since):
                 break
         return Page(tuple(mentions), tuple(rejected), newest_id, None, None)
 
-    async def _poll(self, sink: MentionSink) -> None:
-        """Read every new mention (and DM) once, and hand them over as one batch with the new cursor."""
-        state = self._state
+    async def _read_mentions(self, since: str | None) -> Page:
+        """The mentions after `since`; once X refuses that cursor, those of a bounded catch-up window instead."""
         params = {
             "max_results": str(self.options.max_results),
             "tweet.fields": TWEET_FIELDS, "expansions": "author_id", "user.fields": USER_FIELDS,
         }
-        if state.mentions:
-            params["since_id"] = state.mentions
         path = f"/2/users/{self.options.user_id}/mentions"
-        got = await self._read_pages(path, params, state.mentions, dms=False)
+        if since is not None:
+            try:
+                return await self._read_pages(path, {**params, "since_id": since}, since, dms=False)
+            except ReplyRejected as err:
+                if not refuses_since_id(err.detail):
+                    raise
+                # a cursor too old (or unknown) for X fails the same way at every restart: drop it, once
+                start = catch_up_start(since, self._now(), timedelta(seconds=self.options.cursor_catch_up))
+                self._catch_up = (start, since)
+                log.warning("connector %s: X refused the cursor since_id=%s (%s); resuming from %s",
+                            self.name, since, err.detail[:120], format_start_time(start))
+        if self._catch_up is None:
+            return await self._read_pages(path, params, None, dms=False)
+        start, refused = self._catch_up
+        params["start_time"] = format_start_time(start)
+        got = await self._read_pages(path, params, None, dms=False, whole=True)
+        # what the refused cursor covered is stored already, and must not become the cursor again
+        if id_key(got.newest_id) <= id_key(refused):
+            return Page((), (), None, None, None)  # nothing after it yet: keep the window
+        self._catch_up = None  # a fresh cursor again: since_id from now on
+        fresh = tuple(m for m in got.mentions if id_key(m.external_id) > id_key(refused))
+        return Page(fresh, got.rejected, got.newest_id, None, None)
+
+    async def _poll(self, sink: MentionSink) -> None:
+        """Read every new mention (and DM) once, and hand them over as one batch with the new cursor."""
+        state = self._state
+        got = await self._read_mentions(state.mentions)
         mentions, rejected = list(got.mentions), list(got.rejected)
         new_state = XCursor(got.newest_id, state.dms)
         if self.options.dms:

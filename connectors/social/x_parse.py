@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -242,6 +242,26 @@ def format_cursor(cursor: XCursor) -> str | None:
     if cursor.dms is None:
         return cursor.mentions
     return f"m:{cursor.mentions or ''},dm:{cursor.dms}"
+
+
+def refuses_since_id(detail: str) -> bool:
+    """True when an X error is the 400 "Invalid 'since_id'" answer to a cursor that is too old or unknown."""
+    return detail.startswith("HTTP 400") and "since_id" in detail
+
+
+def catch_up_start(cursor_id: str | None, now: datetime, catch_up: timedelta) -> datetime:
+    """Where to resume once X refuses the cursor: the cursor's own time, bounded to [now - catch_up, now]."""
+    floor = now - catch_up
+    try:
+        at = snowflake_time(cursor_id) if cursor_id else floor
+    except BadPayload:
+        at = floor
+    return min(max(at, floor), now)
+
+
+def format_start_time(when: datetime) -> str:
+    """An X `start_time` value: UTC, RFC 3339, second granularity (inclusive)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_sent(body: Any, account: str) -> SentReply:

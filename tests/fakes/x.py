@@ -4,7 +4,8 @@ Switches: `fail_next(status, times, retry_after, reset_in)` answers the next req
 `malformed_next` answers invalid JSON, `delay` slows every answer, `drop_stream_after` closes the
 stream after that many tweets (once), `rate_remaining` sets the `x-rate-limit-remaining` header,
 `pad_stream_next` pads the next streamed tweet's line to at least that many bytes, `abort_streams(fragment)`
-sends a fragment and drops the connections without ending the chunked body.
+sends a fragment and drops the connections without ending the chunked body, `since_id_floor` makes
+the mentions timeline refuse (400, as X does) a `since_id` minted before that instant; `start_time` is honoured.
 `posted` records every tweet and DM created through the API.
 """
 
@@ -52,6 +53,7 @@ class FakeX:
         self.rate_reset_in = 900
         self.stream_connections = 0
         self.pad_stream_next = 0
+        self.since_id_floor: datetime | None = None
         self._failures: list[tuple[int, float | None, float | None]] = []
         self._streams: list[asyncio.Queue[bytes | None]] = []
         self._seq = 0
@@ -199,9 +201,28 @@ class FakeX:
         user = self.users.get(request.match_info["id"])
         if user is None:
             return self._problem(400, "Invalid Request", "The `id` query parameter value is not valid")
-        since = int(request.query.get("since_id", 0))
-        items = [t for t in self.tweets if f"@{user['username']}" in t["text"] and int(t["id"]) > since]
+        since_id = request.query.get("since_id")
+        if since_id is not None and self._refuses(since_id):
+            floor = iso(self.since_id_floor or START).replace(".000Z", "Z")
+            return web.json_response({
+                "errors": [{"parameters": {"since_id": [since_id]},
+                            "message": f"Invalid 'since_id':'{since_id}'. 'since_id' must be a tweet id created "
+                                       f"after {floor}."}],
+                "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request"}, status=400)
+        since = int(since_id or 0)
+        start = request.query.get("start_time")
+        after = datetime.fromisoformat(start) if start else None
+        items = [t for t in self.tweets if f"@{user['username']}" in t["text"] and int(t["id"]) > since
+                 and (after is None or datetime.fromisoformat(t["created_at"]) >= after)]
         return self._page(request, items, "author_id")
+
+    def _refuses(self, since_id: str) -> bool:
+        """X's rule: a since_id must be a tweet id, minted after the oldest instant it still serves."""
+        if not since_id.isdigit():
+            return True
+        minted = datetime.fromtimestamp(((int(since_id) >> 22) + TWITTER_EPOCH_MS) / 1000, UTC)
+        return self.since_id_floor is not None and minted < self.since_id_floor
 
     async def list_dm_events(self, request: web.Request) -> web.Response:
         return self._page(request, self.dm_events, "sender_id")
