@@ -29,7 +29,6 @@ from web.keys import (
     settings_key,
     sla_listeners_key,
     tasks_key,
-    throttle_key,
     user_key,
 )
 from web.settings import parse as parse_inbox
@@ -166,7 +165,6 @@ def create_app(settings: Settings, *, session_secret: bytes) -> web.Application:
                                        auth.auth_middleware, row_ids])
     app[settings_key] = settings
     app[session_secret_key] = session_secret
-    app[throttle_key] = {}
     inbox_settings = parse_inbox(settings.raw)
     app[inbox_settings_key] = inbox_settings
     app[broadcaster_key] = live.InProcessBroadcaster()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -16,9 +16,9 @@ from aiohttp_session import get_session, new_session
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from carebox.store import queries
+from carebox.store import logins, queries
 from web import i18n
-from web.keys import engine_key, throttle_key, user_key
+from web.keys import engine_key, now_key, user_key
 
 log = logging.getLogger(__name__)
 HASHER = PasswordHasher()
@@ -42,10 +42,9 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def _throttled(app: web.Application, key: str, now: float) -> bool:
-    failures = [t for t in app[throttle_key].get(key, []) if now - t < LOCKOUT_S]
-    app[throttle_key][key] = failures
-    return len(failures) >= MAX_FAILURES
+def throttle_key_of(username: str, remote: str | None) -> str:
+    """What failures are counted under: the name (case-insensitive) and the address, hashed before storing."""
+    return hashlib.sha256(f"{username.lower()}|{remote}".encode()).hexdigest()
 
 
 async def csrf_token(request: web.Request) -> str:
@@ -139,14 +138,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not secrets.compare_digest(str(form.get("csrf", "")), str(session.get("csrf", ""))):
         context["error"] = i18n.gettext("Your session expired; please try again.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=403)
-    now = time.monotonic()
-    key = f"{username.lower()}|{request.remote}"
-    if _throttled(request.app, key, now):
+    # failures are counted in the store, so that every web process (and every `carebox web`) sees the same count
+    engine, now, window = request.app[engine_key], request.app[now_key](), timedelta(seconds=LOCKOUT_S)
+    key = throttle_key_of(username, request.remote)
+    if await logins.failures_since(engine, key, now - window) >= MAX_FAILURES:
         context["error"] = i18n.gettext("Too many failed attempts; wait a few minutes.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=429)
-    user = await queries.user_by_name(request.app[engine_key], username)
+    user = await queries.user_by_name(engine, username)
     if user is None or not user["active"] or not verify_password(user["password_hash"], str(form.get("password", ""))):
-        request.app[throttle_key].setdefault(key, []).append(now)
+        await logins.record_failure(engine, key, now, window)
         log.info("failed login for %r", username)
         context["error"] = i18n.gettext("Wrong user name or password.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)

@@ -90,17 +90,21 @@ LIVE, PRESENCE = "live", "presence"  # the fan-out kinds of a page event and of 
 
 
 class SharedBroadcaster(InProcessBroadcaster):
-    """Embedded mode on several web processes: an event reaches this process's pages at once and the other
-    processes' pages through the fan-out hub; presence marks travel the same way, so every process knows who
-    is viewing or typing. Each event is published once, by the process where it happened."""
+    """Several web processes (embedded `[inbox] processes`, or scale-out over Redis): an event reaches this
+    process's pages at once and the other processes' pages through the fan-out; presence marks travel the same
+    way, so every process knows who is viewing or typing. Each event is published once, by the process where
+    it happened."""
 
-    def __init__(self, fan: Fanout, presence: Presence, buffer: int = SUBSCRIBER_BUFFER) -> None:
+    def __init__(self, fan: Fanout, presence: Presence, buffer: int = SUBSCRIBER_BUFFER,
+                 derived: frozenset[str] = frozenset()) -> None:
         super().__init__(buffer)
-        self.fan, self.presence = fan, presence
+        self.fan, self.presence, self.derived = fan, presence, derived
 
     def publish(self, event: LiveEvent) -> None:
         """Deliver `event` here and to every other process (never blocks)."""
         super().publish(event)
+        if event.kind in self.derived:
+            return
         self.fan.publish_nowait({"kind": LIVE, "event": event.kind, "conversation_id": event.conversation_id,
                                  "data": event.data})
 
@@ -124,9 +128,15 @@ class SharedBroadcaster(InProcessBroadcaster):
                     log.warning("ignored a malformed live event from another process: %s", err)
 
 
-def share(app: web.Application, fan: Fanout) -> SharedBroadcaster:
-    """Make this app's live events shared through `fan` (the composition root starts `relay()` with the app)."""
-    broadcaster = SharedBroadcaster(fan, app[presence_key])
+# Scale-out (Redis): every web process derives these page events itself from the fan-out's "committed" and "sla"
+# events of the workers and the leader; sharing them as well would show each new mention twice.
+DERIVED = frozenset({"mention", "sla"})
+
+
+def share(app: web.Application, fan: Fanout, derived: frozenset[str] = frozenset()) -> SharedBroadcaster:
+    """Make this app's live events shared through `fan` (the composition root starts `relay()` with the app);
+    events of a `derived` kind stay in this process."""
+    broadcaster = SharedBroadcaster(fan, app[presence_key], derived=derived)
     app[broadcaster_key] = broadcaster
     return broadcaster
 
