@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ class Alert:
     escalation: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
+    acknowledged: bool = False  # by a person: receivers that know acknowledgements are told once
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -166,6 +167,7 @@ class ReceiverSettings:
     kind: str
     options: Mapping[str, Any]
     send_resolved: bool = True
+    send_acknowledged: bool = False  # the receiver has an acknowledge event (PagerDuty's Events API v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +220,16 @@ class _Group:
     timing: Timing
     send_resolved: bool
     next_flush: datetime
+    send_acknowledged: bool = False
+    acked: frozenset[str] = frozenset()
     alerts: dict[str, Alert] = field(default_factory=dict)
     sent_firing: frozenset[tuple[str, str, int]] = frozenset()
     notified: set[str] = field(default_factory=set)
     last_sent: datetime | None = None
     inflight: Delivery | None = None
     inflight_at: datetime | None = None
-    pending: tuple[frozenset[tuple[str, str, int]], frozenset[str]] = (frozenset(), frozenset())
+    pending: tuple[frozenset[tuple[str, str, int]], frozenset[str], frozenset[str]] = (
+        frozenset(), frozenset(), frozenset())
     failures: int = 0
     retry_at: datetime | None = None
 
@@ -355,8 +360,9 @@ class Router:
             if gid not in self._groups:
                 if alert.status == RESOLVED:
                     continue
-                send_resolved = self._receiver_sends_resolved(receiver)
-                self._groups[gid] = _Group(gid, receiver, gkey, timing, send_resolved, now + _s(timing.group_wait))
+                send_resolved, send_acked = self._receiver_sends(receiver)
+                self._groups[gid] = _Group(gid, receiver, gkey, timing, send_resolved, now + _s(timing.group_wait),
+                                           send_acked)
             targets.add(gid)
         for gid in targets:
             group = self._groups.get(gid)
@@ -369,9 +375,38 @@ class Router:
             self._firing.pop(alert.key, None)
             self._targets.pop(alert.key, None)
 
-    def _receiver_sends_resolved(self, receiver: str) -> bool:
+    def _receiver_sends(self, receiver: str) -> tuple[bool, bool]:
         settings = self.settings.receivers.get(receiver)
-        return settings.send_resolved if settings else True
+        return (settings.send_resolved, settings.send_acknowledged) if settings else (True, False)
+
+    def is_firing(self, key: str) -> bool:
+        """Whether an alert with this key was submitted firing and not resolved since."""
+        return key in self._firing
+
+    def restore(self, alert: Alert, now: datetime, receivers: Collection[str] | None = None) -> None:
+        """Take a firing alert that a previous process delivered to `receivers` (None: every one it routes to; the
+        store says so): they count as told, so it is not sent again before `repeat_interval`, and its
+        acknowledgement and resolve still reach them."""
+        targets = self._targets.setdefault(alert.key, set())
+        for receiver, timing in self.routes_for(alert):
+            if receivers is not None and receiver not in receivers:
+                continue
+            gkey = group_key(alert, timing.group_by)
+            gid = f"{receiver}/{gkey}"
+            group = self._groups.get(gid)
+            if group is None:
+                send_resolved, send_acked = self._receiver_sends(receiver)
+                group = self._groups[gid] = _Group(gid, receiver, gkey, timing, send_resolved,
+                                                   now + _s(timing.group_interval), send_acked, last_sent=now)
+            group.alerts[alert.key] = alert
+            group.sent_firing |= {(alert.key, alert.severity, alert.escalation)}
+            group.notified.add(alert.key)
+            if alert.acknowledged:
+                group.acked |= {alert.key}
+            targets.add(gid)
+        if targets:
+            self._firing[alert.key] = alert
+            self._inhibit_index = None
 
     def next_wakeup(self) -> datetime | None:
         """The earliest time `due` may have something to send (for the scheduler)."""
@@ -401,26 +436,34 @@ class Router:
         resolved = [a for a in group.alerts.values() if a.status == RESOLVED]
         fire_set = frozenset((a.key, a.severity, a.escalation) for a in firing)
         res_set = frozenset(a.key for a in resolved)
+        keys = frozenset(a.key for a in firing)
+        # an acknowledge (once) when every firing alert of the group is acknowledged and was told as it stands
+        ack = (group.send_acknowledged and bool(keys) and all(a.acknowledged for a in firing)
+               and not keys <= group.acked and fire_set <= group.sent_firing and not res_set)
         repeat = (
             bool(firing)
             and group.last_sent is not None
             and now - group.last_sent >= _s(group.timing.repeat_interval)
         )
-        if not (fire_set - group.sent_firing or res_set or repeat):
+        if not (fire_set - group.sent_firing or res_set or repeat or ack):
             if not group.alerts:
                 del self._groups[group.id]
             group.failures, group.retry_at = 0, None
             return None
+        notification = build_notification(group.key, firing, resolved)
+        if ack and not repeat:
+            notification = replace(notification, action="acknowledge")
         delivery = Delivery(
             id=self._next_id,
             receiver=group.receiver,
             group=group.id,
-            notification=build_notification(group.key, firing, resolved),
+            notification=notification,
             attempt=group.failures + 1,
             alert_keys=tuple(sorted(a.key for a in firing + resolved)),
         )
         self._next_id += 1
-        group.inflight, group.inflight_at, group.pending = delivery, now, (fire_set, res_set)
+        acked = keys if notification.action == "acknowledge" else frozenset()
+        group.inflight, group.inflight_at, group.pending = delivery, now, (fire_set, res_set, acked)
         return delivery
 
     def delivered(
@@ -448,8 +491,9 @@ class Router:
             return
         if permanent:
             log.warning("delivery to %s refused, not retried: %s", group.receiver, error)
-        fire_set, res_set = group.pending
+        fire_set, res_set, acked = group.pending
         group.sent_firing = fire_set
+        group.acked |= acked
         group.notified |= {key for key, _, _ in fire_set}
         for key in res_set:
             group.notified.discard(key)

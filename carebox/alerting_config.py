@@ -29,6 +29,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "pagerduty": ("routing_key_env",),
     "email": ("host", "sender", "recipients"),
 }
+# Notifier types with an acknowledge event of their own (Events API v2 "acknowledge"); the others are not told.
+ACKNOWLEDGING = frozenset({"pagerduty"})
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIMING_KEYS = ("group_by", "group_wait", "group_interval", "repeat_interval")
 _SECTION_KEYS = {"receivers", "routes", "silences", "inhibit_rules", "inhibit_brand_wide", "retry_initial",
@@ -86,7 +88,7 @@ def _parse_receivers(items: object) -> dict[str, ReceiverSettings]:
             if option.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.match(value)):
                 raise ConfigError(f"{key}.{option}", "the name of an environment variable, e.g. PD_ROUTING_KEY")
         send_resolved = _bool(item.get("send_resolved", True), f"{key}.send_resolved")
-        out[name] = ReceiverSettings(name, kind, dict(item), send_resolved)
+        out[name] = ReceiverSettings(name, kind, dict(item), send_resolved, kind in ACKNOWLEDGING)
     return out
 
 

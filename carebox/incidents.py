@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 WATCHED = ("outage", "complaint")
 SEVERITY = {"minor": "warning", "major": "error", "critical": "critical"}
 LINK_LOOKBACK = timedelta(minutes=30)
+TOLD_LOOKBACK = 100  # incidents (unresolved first, then the latest) whose deliveries a restart looks at
 SERIES_BEFORE, SERIES_AFTER = timedelta(minutes=60), timedelta(hours=12)  # what the incident chart can show
 Send = Callable[[Mapping[str, Notifier], Sequence[alerting.Delivery]], Awaitable[list[tuple[Any, BaseException | None]]]]
 
@@ -50,6 +51,7 @@ class OutageWatcher:
         self.open: dict[tuple[str, str | None], dict[str, Any]] = {}
         self._pending_links: dict[int, set[int]] = {}
         self._unpaged: list[dict[str, Any]] = []
+        self._told: list[tuple[dict[str, Any], dict[str, str]]] = []  # (incident, {receiver: last action told})
         self.book: policy_store.PolicyClocks | None = None
         self.policy: str | None = None
         self.rearm: Callable[[list[dict[str, Any]]], Any] | None = None
@@ -71,6 +73,9 @@ class OutageWatcher:
         # the router's pending deliveries died with the last process: page again what nobody received yet
         told = await store.paged(self.engine, [row["id"] for row in self.open.values()])
         self._unpaged = [row for row in self.open.values() if row["id"] not in told]
+        # what the last process delivered: not paged again, but acknowledged and resolved, even when the incident
+        # was resolved (by hand, merged, by the detector) before its resolve went out; the router learns it next tick
+        self._told = [(row, receivers) for row, receivers in await _told(self.engine) if receivers]
 
     def observe(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Called with each committed batch of mention rows: complaints go to the detector."""
@@ -87,12 +92,16 @@ class OutageWatcher:
     async def tick(self, now: datetime) -> list[outage.EpisodeEvent]:
         """Close buckets up to `now`, act on the detector's episodes, deliver due alerts, save state."""
         # incidents opened, merged or resolved by hand since the last tick: the store is the truth
+        before = {row["id"]: row for row in self.open.values()}
         self.open = _slots(await store.open_incidents(self.engine))
+        await self._follow_hand(before, now)
         for incident_id, ids in self._pending_links.items():
             await store.link_conversations(self.engine, incident_id, ids)
         self._pending_links.clear()
+        still = {row["id"]: row for row in self.open.values()}
         for incident in self._unpaged:
-            self._submit(incident, None, now)
+            if incident["id"] in still:
+                self._submit(still[incident["id"]], None, now)
         self._unpaged = []
         events = self.detector.tick(now)
         for event in events:
@@ -147,10 +156,32 @@ class OutageWatcher:
             return
         self._submit(self.open.get(slot) or incident, event, now)
 
-    def _submit(self, incident: Mapping[str, Any], event: outage.EpisodeEvent | None, now: datetime) -> None:
+    async def _follow_hand(self, before: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
+        """Tell the receivers what people did since the last tick: an incident that left the open list resolved
+        (by hand or merged away) gets its resolve, one acknowledged by hand its acknowledgement."""
         if self.router is None:
             return
-        self.router.submit(alerting.Alert(
+        for row, told in self._told:
+            for state, last in (("open", "trigger"), ("acknowledged", "acknowledge")):
+                receivers = {receiver for receiver, action in told.items() if action == last}
+                self.router.restore(self._alert({**row, "state": state}, None), now, receivers)
+            self._submit(row, None, now)  # its resolve or acknowledgement; or its page, to receivers that never took it
+        self._told = []
+        current = {row["id"]: row for row in self.open.values()}
+        for incident_id, old in before.items():
+            new = current.get(incident_id)
+            if new is None and await store.is_resolved(self.engine, incident_id):
+                self._submit({**old, "state": "resolved"}, None, now)
+            elif (new is not None and new["state"] == "acknowledged" and old["state"] != "acknowledged"
+                  and self.router.is_firing(new["dedup_key"])):  # an acknowledgement never opens a page
+                self._submit(new, None, now)
+
+    def _submit(self, incident: Mapping[str, Any], event: outage.EpisodeEvent | None, now: datetime) -> None:
+        if self.router is not None:
+            self.router.submit(self._alert(incident, event), now)
+
+    def _alert(self, incident: Mapping[str, Any], event: outage.EpisodeEvent | None) -> alerting.Alert:
+        return alerting.Alert(
             key=incident["dedup_key"], account=incident["account"], title=incident["title"],
             severity=incident["severity"], status="resolved" if incident["state"] == "resolved" else "firing",
             cluster=incident["cluster_key"], body=event.reason if event else incident.get("reason", ""),
@@ -159,7 +190,8 @@ class OutageWatcher:
             details={"count": event.count if event else incident.get("peak_count", 0),
                      "baseline": round(event.baseline if event else incident.get("baseline", 0.0), 2),
                      "incident_id": incident["id"]},
-        ), now)
+            acknowledged=incident["state"] == "acknowledged",
+        )
 
     async def deliver(self, now: datetime) -> None:
         """Send what the router says is due, and log every attempt with its incident."""
@@ -172,7 +204,8 @@ class OutageWatcher:
         rows = []
         for delivery, error in await self.send(self.notifiers, deliveries):
             self.router.delivered(delivery, error is None, now, None if error is None else str(error))
-            rows.append({"incident_id": by_key.get(delivery.notification.key), "at": now, "receiver": delivery.receiver,
+            incident_id = by_key.get(delivery.notification.key, delivery.notification.details.get("incident_id"))
+            rows.append({"incident_id": incident_id, "at": now, "receiver": delivery.receiver,
                          "action": delivery.notification.action, "dedup_key": delivery.notification.key,
                          "attempt": delivery.attempt, "outcome": "ok" if error is None else "failed",
                          "error": "" if error is None else str(error)[:500]})
@@ -204,6 +237,20 @@ class OutageWatcher:
                 updates[incident["id"]] = orjson.dumps(sorted(points.values())).decode()
                 incident["series"] = updates[incident["id"]]
         await store.save_series(self.engine, updates)
+
+
+async def _told(engine: AsyncEngine) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """The recent incidents still firing on some receiver (its last delivery there that went through was a trigger
+    or an acknowledge), with those receivers: open ones, and resolved ones whose resolve did not go out."""
+    out = []
+    for row in await store.list_incidents(engine, limit=TOLD_LOOKBACK):
+        if not row["delivered"]:
+            continue
+        found = await store.incident(engine, row["id"])
+        last = {d["receiver"]: d["action"] for d in (found or {}).get("deliveries", []) if d["outcome"] == "ok"}
+        if found is not None and found["source"] != "split":
+            out.append((found, {receiver: action for receiver, action in last.items() if action != "resolve"}))
+    return out
 
 
 def _slots(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:

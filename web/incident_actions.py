@@ -97,7 +97,8 @@ async def _policy_ended(app: web.Application, user: User, found: Mapping[str, An
 
 
 async def set_state(app: web.Application, user: User, incident_id: int, state: str) -> bool:
-    """Acknowledge or resolve an incident (manager); False when it already was. Resolving ends its SLA policy."""
+    """Acknowledge or resolve an incident (manager); False when it already was. Resolving ends its SLA policy.
+    The watcher's next tick tells ops: PagerDuty's acknowledge, or the resolve on every receiver (docs/alerting.md)."""
     found = await load(app, user, incident_id)
     _require(user, "manager")
     engine, now = app[engine_key], app[now_key]()
