@@ -1,9 +1,11 @@
 """Benchmark: the full report and the heatmap over a history of N conversations on SQLite.
 
-    python -m benchmarks.reports [--n 1000000] [--repeat 3] [--db FILE] [--add 1000] [--direct]
+    python -m benchmarks.reports [--n 1000000] [--repeat 3] [--db FILE] [--add 1000] [--reuse] [--direct]
 
 Times the report facts built from scratch, the full report and the heatmap read from them (warm), the
-incremental refresh after --add new conversations (written into --db: use a copy), and with --direct the
+incremental refresh after --add new conversations, after as many old ones got an SLA event that changes no fact
+(touched) and after as many unanswered ones got answered (all written into --db: use a copy; --reuse keeps the facts
+already built there instead of rebuilding them), each in ms per conversation (wall and CPU), and with --direct the
 report read from the conversations themselves (the PostgreSQL path). The history is written with executemany (not the pipeline): conversations spread over 26 weeks, 20 accounts,
 3 networks, 8 agents, wall-clock first responses drawn from an exponential law, business time derived from a
 Mon-Fri 09:00-19:00 day. Prints the median time of each measure.
@@ -20,6 +22,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebox import config, reports_config
 from carebox.store import report_facts, reporting
@@ -95,6 +99,40 @@ def add_recent(path: str, count: int, seed: int = 11) -> None:
     db.close()
 
 
+def touch_old(path: str, count: int, seed: int = 13) -> None:
+    """An SLA warning on `count` conversations of the history: each is refreshed, none of its facts changes."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(path)
+    top = db.execute("SELECT max(id) FROM conversation").fetchone()[0]
+    now = _ts(START + timedelta(seconds=SPAN_S))
+    db.executemany("INSERT INTO slaevent (conversation_id, target, kind, at, detail) VALUES (?, 'first_response', 'warn', ?, '')",
+                   [(i, now) for i in rng.sample(range(1, top + 1), count)])
+    db.commit()
+    db.close()
+
+
+def answer_old(path: str, count: int, seed: int = 17) -> int:
+    """Answer up to `count` of the newest unanswered conversations (their first-response clock fulfilled, an SLA
+    event logged): facts, walk indexes and cells change. The number answered."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT conversation_id, started_at FROM slaclock WHERE target = 'first_response' AND state = 'running' "
+                      "ORDER BY started_at DESC LIMIT ?", (count,)).fetchall()
+    done = []
+    for cid, started in rows:
+        wall = rng.expovariate(1 / 5400.0)
+        at = _ts(datetime.strptime(started, FMT) + timedelta(seconds=wall))
+        done.append((at, 0.9 * wall, wall, cid))
+    db.executemany("UPDATE slaclock SET state = 'fulfilled', fulfilled_at = ?, business_s = ?, wall_s = ? "
+                   "WHERE conversation_id = ? AND target = 'first_response'", done)
+    db.executemany("UPDATE conversation SET first_response_at = ? WHERE id = ?", [(d[0], d[3]) for d in done])
+    db.executemany("INSERT INTO slaevent (conversation_id, target, kind, at, detail) VALUES (?, 'first_response', 'fulfil', ?, '')",
+                   [(d[3], d[0]) for d in done])
+    db.commit()
+    db.close()
+    return len(done)
+
+
 def _flush(db: sqlite3.Connection, conv_rows: list[tuple], clock_rows: list[tuple]) -> None:
     db.executemany(
         "INSERT INTO conversation (id, network, account, source, customer_id, status, priority, category, language,"
@@ -113,7 +151,19 @@ def _timed(times: dict[str, list[float]], name: str, started: float) -> None:
     times.setdefault(name, []).append(time.perf_counter() - started)
 
 
-async def measure(url: str, path: str, repeat: int, added: int, direct: bool) -> dict[str, list[float]]:
+async def _refresh_per_conversation(times: dict[str, list[float]], name: str, engine: AsyncEngine,
+                                    rules: report_facts.FactRules, now: datetime) -> None:
+    """Time one incremental refresh, in ms per refreshed conversation (wall and CPU of this process)."""
+    t, cpu = time.perf_counter(), time.process_time()
+    refreshed = await report_facts.refresh(engine, rules, now)
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    per = max(refreshed.conversations, 1)
+    print(f"refresh after {name}: {refreshed.conversations} conversations, {refreshed.days} days, {wall:.2f}s: "
+          f"{wall / per * 1000:.2f} ms wall, {cpu / per * 1000:.2f} ms CPU per conversation")
+    times.setdefault(f"incremental refresh, {name}", []).append(wall)
+
+
+async def measure(url: str, path: str, repeat: int, added: int, direct: bool, reuse: bool = False) -> dict[str, list[float]]:
     """Time the facts build from scratch, the full report and the heatmap (warm, `repeat` times each), the
     incremental refresh after `added` new conversations, and with `direct` the report read from conversations."""
     settings = config.parse({"database": {"url": url}}, environ={})
@@ -125,8 +175,9 @@ async def measure(url: str, path: str, repeat: int, added: int, direct: bool) ->
     times: dict[str, list[float]] = {}
     try:
         t = time.perf_counter()
-        built = await report_facts.refresh(engine, rules, scope.now, rebuild=True)
-        _timed(times, f"facts build from scratch ({built.conversations} conversations)", t)
+        built = await report_facts.refresh(engine, rules, scope.now, rebuild=not reuse)
+        if built.rebuilt:
+            _timed(times, f"facts build from scratch ({built.conversations} conversations)", t)
         for _ in range(repeat):
             t = time.perf_counter()
             report = await reporting.build_report(engine, scope, rs)
@@ -136,9 +187,11 @@ async def measure(url: str, path: str, repeat: int, added: int, direct: bool) ->
             _timed(times, "heatmap (warm)", t)
         if added:
             add_recent(path, added)
-            t = time.perf_counter()
-            refreshed = await report_facts.refresh(engine, rules, scope.now)
-            _timed(times, f"incremental refresh ({refreshed.conversations} new conversations, {refreshed.days} days)", t)
+            await _refresh_per_conversation(times, f"{added} new conversations", engine, rules, scope.now)
+            touch_old(path, added)
+            await _refresh_per_conversation(times, f"an SLA event on {added} old conversations", engine, rules, scope.now)
+            answered = answer_old(path, added)
+            await _refresh_per_conversation(times, f"{answered} old conversations answered", engine, rules, scope.now)
             t = time.perf_counter()
             report = await reporting.build_report(engine, scope, rs)
             _timed(times, "full report after the refresh", t)
@@ -160,6 +213,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--db", default=None, help="reuse or create this SQLite file (default: a temp dir)")
     parser.add_argument("--add", type=int, default=1000, help="new conversations before the incremental refresh")
+    parser.add_argument("--reuse", action="store_true", help="keep the facts already built in --db (no rebuild)")
     parser.add_argument("--direct", action="store_true", help="also time the report read from conversations")
     args = parser.parse_args()
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "bench.db"
@@ -170,7 +224,7 @@ def main() -> None:
         t = time.perf_counter()
         build_history(str(path), args.n)
         print(f"built {args.n} conversations in {time.perf_counter() - t:.1f}s ({path})")
-    times = asyncio.run(measure(url, str(path), args.repeat, args.add, args.direct))
+    times = asyncio.run(measure(url, str(path), args.repeat, args.add, args.direct, args.reuse))
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.2f}s over {len(values)} runs "
               f"(min {min(values):.2f}s, max {max(values):.2f}s)")

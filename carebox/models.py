@@ -222,6 +222,14 @@ class AuditEvent(SQLModel, table=True):
     detail: str = ""
 
 
+class LoginFailure(SQLModel, table=True):
+    """A failed login, kept for the lockout window so that every web process sees the same count."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True)  # SHA-256 of "name|address": a mistyped password in the name field is not kept
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 # --- the inbox (issue 7): canned responses, agent profiles, API tokens, dead-letter handling ------------
 
 
@@ -459,9 +467,13 @@ REPORT_FACT_WALKS = {
     "day": ("wall_s", "business_s"), "week": ("wall_s", "business_s"), "how": ("wall_s",),
 }
 _facts = ConversationFact.__table__  # type: ignore[attr-defined]
+# Partial where the column may be NULL (every query on them says `IS NOT NULL` or compares): a conversation not yet
+# answered or resolved writes no entry there. ix_cf_day_wall_s stays whole: it also finds the rows of a day.
 for _dim, _cols in REPORT_FACT_WALKS.items():
     for _col in _cols:
-        sa.Index(f"ix_cf_{_dim or 'all'}_{_col}", *[_facts.c[c] for c in dict.fromkeys((_dim, _col, "day", "inc")) if c])
-sa.Index("ix_cf_pending_due", _facts.c.pending_due)
-sa.Index("ix_cf_unanswered_at", _facts.c.unanswered_at)
-sa.Index("ix_cf_incident", _facts.c.incident_id)
+        sa.Index(f"ix_cf_{_dim or 'all'}_{_col}", *[_facts.c[c] for c in dict.fromkeys((_dim, _col, "day", "inc")) if c],
+                 sqlite_where=(_facts.c[_col].is_not(None) if _facts.c[_col].nullable and (_dim, _col) != ("day", "wall_s")
+                               else None))
+sa.Index("ix_cf_pending_due", _facts.c.pending_due, sqlite_where=_facts.c.pending_due.is_not(None))
+sa.Index("ix_cf_unanswered_at", _facts.c.unanswered_at, sqlite_where=_facts.c.unanswered_at.is_not(None))
+sa.Index("ix_cf_incident", _facts.c.incident_id, sqlite_where=_facts.c.incident_id.is_not(None))

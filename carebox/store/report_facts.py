@@ -45,6 +45,7 @@ state = ReportFactsState.__table__  # type: ignore[attr-defined]
 nexts = ReportNextResponse.__table__  # type: ignore[attr-defined]
 clock = SlaClock.__table__  # type: ignore[attr-defined]
 CELL_DIMS = ("", *reports.DIMENSIONS, "how")  # "" = every conversation (value "")
+DAY_INDEX = "ix_cf_day_wall_s"  # the one index that finds every row of a day (carebox.models)
 BUILDING = "building:"  # fingerprint prefix while a rebuild runs
 BUILD_TIMEOUT = timedelta(hours=1)  # a rebuild claimed longer ago than this was abandoned (crash): start again
 REBUILD_CHUNK = 100_000  # conversation ids per write transaction of a rebuild
@@ -163,28 +164,78 @@ def cell_sums(src: sa.FromClause) -> list[sa.ColumnElement]:
 SUM_COLUMNS = tuple(c.name for c in cell_sums(facts))
 
 
+def _apply_fresh_sql() -> tuple[str, ...]:
+    """The statements of _apply_fresh. Each pairs the few fresh rows with their facts rows fresh side first (the
+    CROSS JOIN keeps the temporary table outer: an UPDATE ... FROM would let the planner walk every fact)."""
+    indexed = sorted({c.name for i in facts.indexes for c in i.columns} - {"conversation_id"})
+    columns = FACT_COLUMNS[1:]
+    plain = [n for n in columns if n not in indexed]
+    pairs = "report_fresh AS r CROSS JOIN conversation_facts AS f ON f.conversation_id = r.conversation_id"
+
+    def differs(names: list[str] | tuple[str, ...]) -> str:
+        return " OR ".join(f"f.{n} IS NOT r.{n}" for n in names)
+
+    def update(names: list[str]) -> str:
+        target = names[0] if len(names) == 1 else f"({', '.join(names)})"
+        return (f"UPDATE conversation_facts SET {target} = (SELECT {', '.join(names)} FROM report_fresh AS r "
+                f"WHERE r.conversation_id = conversation_facts.conversation_id) WHERE conversation_id IN "
+                f"(SELECT r.conversation_id FROM {pairs} WHERE {differs(names)})")
+
+    days = ("INSERT OR IGNORE INTO report_touched (day) SELECT f.day FROM report_dirty AS d "
+            "CROSS JOIN conversation_facts AS f ON f.conversation_id = d.id")
+    every = ", ".join(FACT_COLUMNS)
+    return (
+        f"DELETE FROM report_dirty WHERE id IN (SELECT r.conversation_id FROM {pairs} WHERE NOT ({differs(columns)}))",
+        "DELETE FROM report_fresh WHERE conversation_id NOT IN (SELECT id FROM report_dirty)",
+        days,  # the days they were on
+        ("DELETE FROM conversation_facts WHERE conversation_id IN (SELECT id FROM report_dirty) "
+         "AND conversation_id NOT IN (SELECT conversation_id FROM report_fresh)"),
+        update(plain), *[update([n]) for n in indexed],
+        (f"INSERT INTO conversation_facts ({every}) SELECT {every} FROM report_fresh AS r "
+         "WHERE NOT EXISTS (SELECT 1 FROM conversation_facts AS f WHERE f.conversation_id = r.conversation_id)"),
+        days,  # the days they are on
+    )
+
+
+APPLY_FRESH = _apply_fresh_sql()
+
+
 def dim_value(src: sa.FromClause, dim: str) -> sa.ColumnElement:
     """The value of a cell dimension over facts rows, as text ("" for all)."""
     return sa.literal("") if dim == "" else sa.cast(src.c[dim], sa.String) if dim == "how" else src.c[dim]
 
 
-async def _write_cells(conn: AsyncConnection, days: sa.ColumnElement | None, dims: tuple[str, ...] = CELL_DIMS) -> None:
-    """Recompute the cells of `dims` over the facts rows on `days` (a select of local days; all when None)."""
+def _like_facts(name: str) -> sa.Table:
+    """A temporary table with the columns of conversation_facts (no index but the key)."""
+    return sa.Table(name, sa.MetaData(), *[sa.Column(c.name, c.type, primary_key=c.primary_key) for c in facts.columns],
+                    prefixes=["TEMPORARY"])
+
+
+async def _write_cells(conn: AsyncConnection, touched: sa.Table | None, dims: tuple[str, ...] = CELL_DIMS) -> None:
+    """Recompute the cells of `dims` over the facts rows on the local days in `touched` (all days when None). The
+    rows of those days are copied once (along the day index) and every dimension sums the copy."""
     gone = cells.delete().where(cells.c.dim.in_(dims))
-    await conn.execute(gone.where(cells.c.day.in_(days)) if days is not None else gone)
+    src = facts
+    if touched is not None:
+        await conn.execute(gone.where(cells.c.day.in_(sa.select(touched.c.day))))
+        src = _like_facts("report_day_rows")
+        await conn.run_sync(lambda c: src.create(c, checkfirst=True))
+        await conn.execute(src.delete())
+        await conn.exec_driver_sql(f"INSERT INTO report_day_rows SELECT * FROM conversation_facts INDEXED BY {DAY_INDEX} "
+                                   f"WHERE day IN (SELECT day FROM {touched.name})")
+    else:
+        await conn.execute(gone)
     for dim in dims:
-        value = dim_value(facts, dim)
-        stmt = sa.select(sa.literal(dim), value, facts.c.day, facts.c.inc, *cell_sums(facts))
-        if days is not None:
-            stmt = stmt.where(facts.c.day.in_(days))
-        stmt = stmt.group_by(value, facts.c.day, facts.c.inc)
+        value = dim_value(src, dim)
+        stmt = (sa.select(sa.literal(dim), value, src.c.day, src.c.inc, *cell_sums(src))
+                .group_by(value, src.c.day, src.c.inc))
         await conn.execute(cells.insert().from_select(["dim", "value", "day", "inc", *SUM_COLUMNS], stmt))
 
 
 async def _write_facts(conn: AsyncConnection, rules: FactRules, ids: sa.FromClause | None,
-                       id_range: tuple[int, int] | None = None) -> int:
-    """Insert the facts (and fulfilled next-response clocks) of `ids`, or of the ids in `id_range` ([lo, hi)),
-    or of all conversations; the count written."""
+                       id_range: tuple[int, int] | None = None, into: sa.Table = facts) -> int:
+    """Insert the facts of `ids`, or of the ids in `id_range` ([lo, hi)), or of all conversations into `into`
+    (conversation_facts or a table like it), and their fulfilled next-response clocks; the count written."""
     if id_range is not None:
         chunk = sa.select(conv.c.id.label("id")).where(conv.c.id >= id_range[0], conv.c.id < id_range[1]).subquery("chunk")
         ids = chunk
@@ -196,9 +247,9 @@ async def _write_facts(conn: AsyncConnection, rules: FactRules, ids: sa.FromClau
     if not count:
         return 0
     plan = reports.local_plan(rules.calendar, lo, max(hi, resolved or hi))
-    await conn.execute(facts.insert().from_select(list(FACT_COLUMNS), fact_select(plan, rules, ids)))
+    await conn.execute(into.insert().from_select(list(FACT_COLUMNS), fact_select(plan, rules, ids)))
     nr = (sa.select(clock.c.id, clock.c.conversation_id, clock.c.wall_s, clock.c.business_s)
-          .join(facts, facts.c.conversation_id == clock.c.conversation_id)  # conversations with facts only
+          .join(into, into.c.conversation_id == clock.c.conversation_id)  # conversations with facts only
           .where(clock.c.target == "next_response", clock.c.fulfilled_at.is_not(None)))
     if ids is not None:
         nr = nr.where(clock.c.conversation_id.in_(sa.select(ids.c.id)))
@@ -275,19 +326,26 @@ async def _dirty_ids(conn: AsyncConnection, old: dict[str, int], new: dict[str, 
 async def _refresh_dirty(conn: AsyncConnection, rules: FactRules, dirty: sa.Table) -> tuple[int, int]:
     """Rewrite the facts of the dirty conversations and the cells of every local day they were or are on."""
     touched = sa.Table("report_touched", sa.MetaData(), sa.Column("day", sa.Integer, primary_key=True), prefixes=["TEMPORARY"])
-    await conn.run_sync(lambda c: touched.create(c, checkfirst=True))
-    await conn.execute(touched.delete())
-    mine = facts.c.conversation_id.in_(sa.select(dirty.c.id))
-    days = sa.select(facts.c.day).where(mine).distinct()
-    await conn.execute(sa.insert(touched).prefix_with("OR IGNORE").from_select(["day"], days))
-    await conn.execute(facts.delete().where(mine))
+    fresh = _like_facts("report_fresh")
+    for t in (touched, fresh):
+        await conn.run_sync(lambda c, t=t: t.create(c, checkfirst=True))
+        await conn.execute(t.delete())
     await conn.execute(nexts.delete().where(nexts.c.conversation_id.in_(sa.select(dirty.c.id))))
-    written = await _write_facts(conn, rules, dirty)
-    await conn.execute(sa.insert(touched).prefix_with("OR IGNORE").from_select(["day"], days))
+    written = await _write_facts(conn, rules, dirty, into=fresh)
+    await _apply_fresh(conn)
     n_days = (await conn.execute(sa.select(sa.func.count()).select_from(touched))).scalar_one()
     if n_days:
-        await _write_cells(conn, sa.select(touched.c.day))
+        await _write_cells(conn, touched)
     return written, int(n_days)
+
+
+async def _apply_fresh(conn: AsyncConnection) -> None:
+    """Make conversation_facts hold the report_fresh rows of the report_dirty conversations, writing only what
+    differs: an unchanged row is left alone, a changed one is updated a column at a time (an index is written only
+    when one of its columns changed), so a mention on an old conversation costs no index write; report_touched
+    gets the local days of every row removed, changed or added."""
+    for sql in APPLY_FRESH:
+        await conn.exec_driver_sql(sql)
 
 
 async def refresh(engine: AsyncEngine, rules: FactRules, now: datetime, *, rebuild: bool = False) -> Refreshed:

@@ -17,7 +17,8 @@ branch_labels = None
 depends_on = None
 
 ROWID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # a BIGINT key on SQLite would not be the rowid
-# (group column or "" for all, walked column): index (group, column, day, inc), as carebox.models declares
+# (group column or "" for all, walked column): index (group, column, day, inc), partial on a nullable column
+# (but for the day walk of wall_s, which also finds the rows of a day), as carebox.models declares
 WALKS = {
     "": ("wall_s", "business_s", "resolution_s", "res_business_s", "customer_id"),
     **{d: ("wall_s", "business_s", "resolution_s", "res_business_s", "customer_id")
@@ -117,10 +118,13 @@ def upgrade() -> None:
     for dim, cols in WALKS.items():
         for col in cols:
             op.create_index(f"ix_cf_{dim or 'all'}_{col}", "conversation_facts",
-                            [c for c in dict.fromkeys((dim, col, "day", "inc")) if c], unique=False)
+                            [c for c in dict.fromkeys((dim, col, "day", "inc")) if c], unique=False,
+                            sqlite_where=None if col == "customer_id" or (dim, col) == ("day", "wall_s")
+                            else sa.text(f"{col} IS NOT NULL"))
     for col in ("pending_due", "unanswered_at"):
-        op.create_index(f"ix_cf_{col}", "conversation_facts", [col], unique=False)
-    op.create_index("ix_cf_incident", "conversation_facts", ["incident_id"], unique=False)
+        op.create_index(f"ix_cf_{col}", "conversation_facts", [col], unique=False, sqlite_where=sa.text(f"{col} IS NOT NULL"))
+    op.create_index("ix_cf_incident", "conversation_facts", ["incident_id"], unique=False,
+                    sqlite_where=sa.text("incident_id IS NOT NULL"))
 
 
 def downgrade() -> None:
