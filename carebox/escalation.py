@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +29,11 @@ from carebox.store.engine import write_transaction
 log = logging.getLogger(__name__)
 REBASE_BATCH = 1000  # clocks moved per write transaction when a calendar changes
 EDITED = "sla.edited"  # the fan-out event telling every process that a calendar or policy was saved
+T = TypeVar("T")
+
+
+class StillLocked(Exception):
+    """A timed SLA write gave up: the store stayed locked by another writer (logged; the next sweep retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +134,69 @@ async def sweep(engine: AsyncEngine, book: ClockBook, now: Callable[[], datetime
     """Fire whatever should have fired already (a missed job, a restart): the reconciliation pass."""
     fired = []
     for clock_id, kind in await store.overdue(engine, now()):
-        event = await fire(engine, book, clock_id, kind, now())
+        try:
+            event = await when_unlocked(f"SLA {kind} of clock {clock_id}", lambda c=clock_id, k=kind: fire(
+                engine, book, c, k, now()))
+        except StillLocked:
+            break  # logged: the next sweep goes on from here
         if event is not None:
             fired.append(event)
     return fired
+
+
+async def breach_answered_late(engine: AsyncEngine, book: ClockBook, clock_ids: Sequence[int]) -> list[Fired]:
+    """Log the breach of clocks answered after their due time whose breach was never logged (carebox was down
+    at the due time and the answer came in before the sweep, or the job ran late): dated at the due time,
+    notifying no one (the customer has had the answer). Clocks with nothing to log are skipped."""
+    fired = []
+    async with write_transaction(engine) as conn:
+        for clock_id in clock_ids:
+            clock = await store.load_for_update(conn, clock_id)
+            if (clock is None or clock["breached_at"] is not None or clock["fulfilled_at"] is None
+                    or clock["paused_at"] is not None or clock["fulfilled_at"] <= clock["business_due"]):
+                continue
+            due = clock["business_due"]
+            business_s, wall_s = book.elapsed(clock, due)
+            detail = f"answered late at {clock['fulfilled_at'].isoformat()}, before the breach was logged; no one notified"
+            await store.mark(conn, clock_id, {"breached_at": due}, {
+                "conversation_id": clock["conversation_id"], "clock_id": clock_id, "target": clock["target"],
+                "kind": "breach", "at": due, "business_s": business_s, "wall_s": wall_s,
+                "business_due": due, "wall_due": clock["wall_due"], "detail": detail,
+            })
+            fired.append(Fired(clock_id, clock["conversation_id"], "breach", (), due, business_s, wall_s))
+    for f in fired:
+        log.info("SLA breach on conversation %d logged late (answered after its due time)", f.conversation_id)
+    return fired
+
+
+# Waits between tries of a write that found the store locked (each try already waits busy_timeout): about a
+# minute in all, the sweep's period, after which the next sweep is the retry.
+LOCKED_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+async def when_unlocked(what: str, write: Callable[[], Awaitable[T]], *, waits: Sequence[float] | None = None,
+                        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+    """Run `write` (a transaction), trying again while SQLite says another writer holds the lock: one warning
+    when it first waits, one line when it gets through or gives up (then StillLocked: the next sweep does it)."""
+    waits = LOCKED_RETRY_S if waits is None else waits
+    for tried, wait in enumerate((*waits, None), start=1):
+        try:
+            result = await write()
+        except Exception as err:
+            if not store.is_locked(err):
+                raise
+            if wait is None:
+                log.warning("%s: the database stayed locked after %d tries; the next sweep will do it", what, tried)
+                raise StillLocked(what) from err
+            if tried == 1:
+                log.warning("%s: the database is locked by another writer; trying again for up to %.0fs",
+                            what, sum(waits))
+            await sleep(wait)
+            continue
+        if tried > 1:
+            log.warning("%s: done after %d tries (the database was locked)", what, tried)
+        return result
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def rebase_on_new_calendars(engine: AsyncEngine, book: ClockBook, now: datetime) -> list[dict[str, Any]]:

@@ -202,7 +202,7 @@ class Leases:
                 await self.round()
                 await asyncio.sleep(self.poll_s)
         finally:
-            # stop in the reverse order of the names (the scheduler, named last, stops first)
+            # stop in the reverse order of the names (the scheduler, named first, stops last)
             for name in [n for n in reversed(self.names) if n in self.running]:
                 self.running.discard(name)
                 with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from carebox.store import privacy as privacy_store
 
 log = logging.getLogger(__name__)
 SWEEP_ID = "sla:sweep"
+REREAD_EVENTS = 20_000  # SLA events each sweep reads again for late answers (a primary-key range: cheap)
 PURGE_ID = "privacy:purge"
 
 
@@ -39,6 +41,7 @@ class Scheduler:
         self.on_fired = on_fired
         self.aps = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Task[Any]] = set()
+        self._fulfils_seen = 0  # the last SLA event id read for answers that came after their due time
 
     async def _tracked(self, job: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run a job so that `stop` can let it finish: a job cancelled inside a database call can leave
@@ -55,10 +58,18 @@ class Scheduler:
     async def start(self) -> None:
         """Start: move clocks onto edited calendars, re-arm every running clock, run the first sweep."""
         self.aps.start()
-        await escalation.rebase_on_new_calendars(self.engine, self.book, self.now())
+        with contextlib.suppress(escalation.StillLocked):  # logged; the clocks keep their plan until the next start
+            await escalation.when_unlocked("SLA rebase at start", lambda: escalation.rebase_on_new_calendars(
+                self.engine, self.book, self.now()))
         self.arm(await store.running(self.engine))
+        # awaited, not queued: what fell due while carebox was down is logged before any answer can come in
+        # (the connectors and the web start after the scheduler)
+        try:
+            await self._tracked(self.sweep)
+        except Exception:
+            log.exception("SLA sweep at start failed; it runs again in %gs", self.sweep_s)
         self.aps.add_job(self._tracked, "interval", args=[self.sweep], seconds=self.sweep_s, id=SWEEP_ID,
-                         replace_existing=True, coalesce=True, max_instances=1, next_run_time=self.now())
+                         replace_existing=True, coalesce=True, max_instances=1)
 
     def every(self, seconds: float, job: Callable[[], Any], job_id: str) -> None:
         """Run `job` (a coroutine function) every `seconds`, never two at once."""
@@ -132,13 +143,27 @@ class Scheduler:
                 pass
 
     async def _fire(self, clock_id: int, kind: str) -> None:
-        event = await escalation.fire(self.engine, self.book, clock_id, kind, self.now())
+        try:
+            event = await escalation.when_unlocked(f"SLA {kind} of clock {clock_id}", lambda: escalation.fire(
+                self.engine, self.book, clock_id, kind, self.now()))
+        except escalation.StillLocked:
+            return  # logged: the sweep fires it
         if event is not None and self.on_fired:
             self.on_fired([event])
 
     async def sweep(self) -> None:
-        """Reconcile: fire anything whose instant passed without its event."""
+        """Reconcile: fire anything whose instant passed without its event, and log the breach of clocks
+        answered after their due time before it was logged."""
         fired = await escalation.sweep(self.engine, self.book, self.now)
+        try:
+            # read again the last ids already read: on PostgreSQL a transaction may commit an id lower than one seen
+            late, last = await store.answered_late(self.engine, max(0, self._fulfils_seen - REREAD_EVENTS))
+            if late:
+                fired += await escalation.when_unlocked(f"breaches of {len(late)} clock(s) answered late", lambda: (
+                    escalation.breach_answered_late(self.engine, self.book, [c["id"] for c in late])))
+            self._fulfils_seen = max(self._fulfils_seen, last)
+        except escalation.StillLocked:
+            pass  # logged: the next sweep takes it from there (these answers are read again)
         if fired:
             log.info("SLA sweep fired %d missed event(s)", len(fired))
             if self.on_fired:

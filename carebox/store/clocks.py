@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox.models import CalendarVersion
@@ -37,6 +38,30 @@ async def overdue(engine: AsyncEngine, now: datetime) -> list[tuple[int, str]]:
         breach = await conn.execute(sa.select(clock_t.c.id).select_from(joined).where(
             open_, clock_t.c.breached_at.is_(None), clock_t.c.business_due <= now))
         return [(i, "warn") for (i,) in warn] + [(i, "breach") for (i,) in breach]
+
+
+def is_locked(err: BaseException) -> bool:
+    """Whether a database error only says that another writer holds SQLite's lock (worth trying again)."""
+    text = str(getattr(err, "orig", err))
+    return isinstance(err, OperationalError) and ("database is locked" in text or "database table is locked" in text)
+
+
+async def answered_late(engine: AsyncEngine, after_event: int) -> tuple[list[dict[str, Any]], int]:
+    """Clocks answered after their due time that were running (not paused) and never breached, from the
+    fulfil events logged after event id `after_event`: their breach job did not run in time (carebox was
+    down, or the job was late). Returns them and the last event id read."""
+    async with engine.connect() as conn:
+        last = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(event_t.c.id), 0)))).scalar_one())
+        if last <= after_event:
+            return [], after_event
+        rows = await conn.execute(
+            sa.select(clock_t, conversation_t.c.status, conversation_t.c.assignee_id)
+            .join(event_t, event_t.c.clock_id == clock_t.c.id)
+            .join(conversation_t, conversation_t.c.id == clock_t.c.conversation_id)
+            .where(event_t.c.id > after_event, event_t.c.id <= last, event_t.c.kind == "fulfil",
+                   event_t.c.at > event_t.c.business_due, clock_t.c.breached_at.is_(None),
+                   clock_t.c.paused_at.is_(None), clock_t.c.fulfilled_at > clock_t.c.business_due))
+        return [dict(r._mapping) for r in rows], last
 
 
 async def load_for_update(conn: AsyncConnection, clock_id: int) -> dict[str, Any] | None:

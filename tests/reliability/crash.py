@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,13 @@ from pathlib import Path
 SEED = 5
 FIRST_RESPONSE_S = 4.0
 DUE_MARGIN_S = 5.0  # clocks due this close to the end are not judged: their breach may be a moment late
-TIMERS_TIMEOUT_S = 90.0  # how long the last process gets to fire what fell due (a loaded machine is slow)
+# No fixed deadline for a start: a process is waited on while it uses CPU (at load average 20 a start is a
+# minute of CPU-starved imports), and is stuck when it used none for STUCK_S; CAP_S bounds any one wait.
+STUCK_S = 120.0
+CAP_S = 900.0
+QUIET_READY_S = 5.0  # a start on a quiet machine is ready within this; slower starts scale the timer wait
+TIMERS_QUIET_S = 90.0  # how long the last process gets to fire what fell due, on a quiet machine (x slowness)
+SWEEP_S = 60.0  # the scheduler's sweep period: a breach reconstructed from a late answer may wait one sweep
 
 
 @dataclass
@@ -33,7 +39,7 @@ class CrashRun:
     stored: int = 0
     acknowledged: int = 0
     clocks_fired_after_restart: int = 0
-    answered_late_before_sweep: int = 0  # due while down, answered before the restarted scheduler's sweep ran
+    ready_s: list[float] = field(default_factory=list)  # seconds from each start to its /healthz answering
     problems: list[str] = field(default_factory=list)
 
 
@@ -96,12 +102,63 @@ def count(db: Path, sql: str = "SELECT count(*) FROM mention") -> int:
         return 0
 
 
-def wait_for_progress(db: Path, proc: subprocess.Popen[bytes], before: int, timeout: float = 180.0) -> bool:
-    """Wait until the process has stored something new; False if it died or took too long (a start takes
-    over a minute at load average 20)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if count(db) > before:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds a process has used so far (Linux /proc), None where that is unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Patience:
+    """Waiting on a process with a deadline that scales with the machine: it lasts while the process is alive
+    and has used CPU in the last `stuck_s` (so a start starved by a loaded machine is not called dead), and
+    never beyond `cap_s`."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], *, stuck_s: float = STUCK_S, cap_s: float = CAP_S) -> None:
+        self.proc, self.stuck_s = proc, stuck_s
+        self.until = time.monotonic() + cap_s
+        self._cpu, self._moved = cpu_seconds(proc.pid), time.monotonic()
+
+    def lasts(self) -> bool:
+        """Whether to keep waiting."""
+        now = time.monotonic()
+        if self.proc.poll() is not None or now > self.until:
+            return False
+        cpu = cpu_seconds(self.proc.pid)
+        if cpu is not None and (self._cpu is None or cpu > self._cpu):
+            self._cpu, self._moved = cpu, now
+        return now - self._moved < self.stuck_s
+
+
+def healthy(port: int) -> bool:
+    """Whether a carebox process answers /healthz on this port (it has started: store, scheduler, connectors)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int) -> float | None:
+    """Wait for /healthz to answer; the seconds it took, None if the process died or got stuck first."""
+    started, patience = time.monotonic(), Patience(proc)
+    while patience.lasts():
+        if healthy(port):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def wait_for_progress(db: Path, proc: subprocess.Popen[bytes], at_least: int) -> bool:
+    """Wait until the store holds at least `at_least` mentions; False if the process died or got stuck first."""
+    patience = Patience(proc)
+    while patience.lasts():
+        if count(db) >= at_least:
             return True
         time.sleep(0.05)
     return False
@@ -116,34 +173,58 @@ def kill(proc: subprocess.Popen[bytes]) -> bool:
     return alive
 
 
-def crash_serve(root: Path, kills: int, rng: random.Random, *, rate: float = 3000.0, alive_s: tuple[float, float] = (0.0, 1.5)) -> CrashRun:
-    """Run `carebox serve` with the simulator, kill it `kills` times, restart it, then check the store."""
+def _start(run: CrashRun, cfg: Path, log: Path, db: Path) -> tuple[subprocess.Popen[bytes], bool]:
+    """Start `serve`, wait until it answers /healthz and stores something new; (process, whether it did)."""
+    before = count(db)
+    port = free_port()  # a fresh one each start: another test may have taken the last one since
+    cfg.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", cfg.read_text(encoding="utf-8")), encoding="utf-8")
+    proc = carebox("serve", "--config", str(cfg), log=log)
+    run.starts += 1
+    ready = wait_ready(proc, port)
+    if ready is None:
+        why = "it exited" if proc.poll() is not None else f"no CPU used for {STUCK_S:g}s or {CAP_S:g}s passed"
+        run.problems.append(f"start {run.starts} never answered /healthz: {why} (see {log})")
+        return proc, False
+    run.ready_s.append(round(ready, 1))
+    if not wait_for_progress(db, proc, before + 1):
+        run.problems.append(f"start {run.starts} answered /healthz but stored nothing (see {log})")
+        return proc, False
+    return proc, True
+
+
+def crash_serve(root: Path, kills: int, rng: random.Random, *, rate: float = 3000.0,
+                alive_mentions: tuple[int, int] = (1, 40)) -> CrashRun:
+    """Run `carebox serve` with the simulator, kill it `kills` times, restart it, then check the store. Each
+    process is killed once it has stored a random number of new mentions in `alive_mentions` (and a random
+    fraction of a second more): mid-ingest however fast or slow the machine is."""
     cfg, log, db = serve_config(root, rate=rate), root / "carebox.log", root / "data" / "carebox.db"
     run = CrashRun()
     for _ in range(kills):
-        proc = carebox("serve", "--config", str(cfg), log=log)
-        run.starts += 1
-        if not wait_for_progress(db, proc, count(db)):
+        proc, ok = _start(run, cfg, log, db)
+        if not ok:
             kill(proc)
-            run.problems.append(f"start {run.starts} stored nothing (see {log})")
             return run
-        time.sleep(rng.uniform(*alive_s))
+        if not wait_for_progress(db, proc, count(db) + rng.randint(*alive_mentions)):
+            run.problems.append(f"start {run.starts} stopped storing mentions (see {log})")
+            kill(proc)
+            return run
+        time.sleep(rng.uniform(0.0, 0.3))
         run.kills += kill(proc)
         run.counts_at_kill.append(count(db))
     restarted_at = datetime.now(UTC)
     last_event = count(db, "SELECT coalesce(max(id), 0) FROM slaevent")
-    proc = carebox("serve", "--config", str(cfg), log=log)
-    run.starts += 1
-    if not wait_for_progress(db, proc, count(db)):
-        run.problems.append(f"the final start stored nothing (see {log})")
-    # every clock started before the restart passes its breach instant; wait until each is breached (or
-    # fulfilled), not a fixed time: quick on a quiet machine, and still fair on a loaded one
-    ended_at = wait_for_timers(db, proc, restarted_at, lambda: led_at(log, restarted_at))
+    proc, ok = _start(run, cfg, log, db)
+    if ok:
+        # every clock started before the restart passes its breach instant; wait until each is breached, not a
+        # fixed time: quick on a quiet machine, and as much longer as this start was slower than a quiet one
+        slowness = min(10.0, max(1.0, run.ready_s[-1] / QUIET_READY_S))
+        ended_at = wait_for_timers(db, proc, restarted_at, timeout=TIMERS_QUIET_S * slowness + SWEEP_S)
+    else:
+        ended_at = datetime.now(UTC)
     kill(proc)
     run.problems += check_store(db, connector="simulator", prefix=f"sim-{SEED}-")
-    fired, problems = check_timers(db, restarted_at, ended_at, last_event, led_at(log, restarted_at))
+    fired, problems = check_timers(db, restarted_at, ended_at, last_event) if ok else (0, [])
     run.clocks_fired_after_restart, run.problems = fired, run.problems + problems
-    run.answered_late_before_sweep = len(_excused(db, restarted_at, ended_at, led_at(log, restarted_at)))
     run.stored, run.acknowledged = count(db), int(_scalar(db, "SELECT value FROM cursor WHERE connector = 'simulator'") or 0)
     return run
 
@@ -165,7 +246,7 @@ def crash_replay(root: Path, n: int, kills: int, rng: random.Random, *, batch_si
         proc = start()
         run.starts += 1
         before = count(db)
-        if before >= n or not wait_for_progress(db, proc, before):
+        if before >= n or not wait_for_progress(db, proc, before + 1):
             kill(proc)
             break
         time.sleep(rng.uniform(0.0, 0.5))
@@ -245,17 +326,6 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def led_at(log: Path, since: datetime) -> datetime | None:
-    """When the last process started after `since` took the scheduler's lead (its start sweep follows), from
-    its log; None before it has."""
-    found = None
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.endswith("this process leads the scheduler"):
-            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)  # the log's local time
-            found = at if at >= since else found
-    return found
-
-
 def _late_clocks(db: Path, restarted_at: datetime, ended_at: datetime) -> list[tuple]:
     """(id, due, answered, breach events, last breach event id) of the clocks started before the last restart,
     due before the end (less the margin) and not answered in time."""
@@ -269,22 +339,14 @@ def _late_clocks(db: Path, restarted_at: datetime, ended_at: datetime) -> list[t
             and (fulfilled is None or _at(fulfilled) > _at(due))]
 
 
-def _excused(db: Path, restarted_at: datetime, ended_at: datetime, led: datetime | None) -> list[tuple]:
-    """Late clocks whose answer was stored before the restarted process's scheduler swept: the sweep skips
-    answered clocks, so no breach event is owed (the late answer is in the fulfil event)."""
-    return [c for c in _late_clocks(db, restarted_at, ended_at)
-            if c[2] is not None and c[3] == 0 and (led is None or _at(c[2]) <= led + _seconds(1.0))]
-
-
-def _judged_clocks(db: Path, restarted_at: datetime, ended_at: datetime, led: datetime | None) -> list[tuple]:
-    """(id, due, breach events, last breach event id) of the late clocks that must have exactly one breach."""
-    excused = {c[0] for c in _excused(db, restarted_at, ended_at, led)}
+def _judged_clocks(db: Path, restarted_at: datetime, ended_at: datetime) -> list[tuple]:
+    """(id, due, breach events, last breach event id) of the late clocks: each must have exactly one breach,
+    answered late or not (a late answer stored before the restarted scheduler swept still owes its breach)."""
     return [(clock_id, due, breaches, breach_id) for clock_id, due, _, breaches, breach_id
-            in _late_clocks(db, restarted_at, ended_at) if clock_id not in excused]
+            in _late_clocks(db, restarted_at, ended_at)]
 
 
-def wait_for_timers(db: Path, proc: subprocess.Popen[bytes], restarted_at: datetime,
-                    led: Callable[[], datetime | None], timeout: float = TIMERS_TIMEOUT_S) -> datetime:
+def wait_for_timers(db: Path, proc: subprocess.Popen[bytes], restarted_at: datetime, *, timeout: float) -> datetime:
     """Wait until every clock started before the restart is due (plus the margin) and breached; returns the
     moment that held (or the timeout passed, or the process died: the check then reports what is missing)."""
     judged_from = restarted_at + _seconds(FIRST_RESPONSE_S + DUE_MARGIN_S + 0.5)
@@ -292,7 +354,7 @@ def wait_for_timers(db: Path, proc: subprocess.Popen[bytes], restarted_at: datet
     while time.monotonic() < deadline and proc.poll() is None:
         now = datetime.now(UTC)
         try:
-            pending = [c for c in _judged_clocks(db, restarted_at, now, led()) if c[2] == 0]
+            pending = [c for c in _judged_clocks(db, restarted_at, now) if c[2] == 0]
         except sqlite3.OperationalError:  # the store is busy: ask again
             pending = [None]
         if now >= judged_from and not pending:
@@ -301,13 +363,12 @@ def wait_for_timers(db: Path, proc: subprocess.Popen[bytes], restarted_at: datet
     return datetime.now(UTC)
 
 
-def check_timers(db: Path, restarted_at: datetime, ended_at: datetime, last_event: int,
-                 led: datetime | None) -> tuple[int, list[str]]:
+def check_timers(db: Path, restarted_at: datetime, ended_at: datetime, last_event: int) -> tuple[int, list[str]]:
     """Clocks started before the last restart and due before the end: each breached exactly once; returns how
     many of those breaches were logged after the restart (event ids above `last_event`; an event's `at` is
     the instant it was due, not when it was logged)."""
     fired, problems = 0, []
-    for clock_id, due, breaches, breach_id in _judged_clocks(db, restarted_at, ended_at, led):
+    for clock_id, due, breaches, breach_id in _judged_clocks(db, restarted_at, ended_at):
         if breaches != 1:
             problems.append(f"clock {clock_id} due {due} has {breaches} breach events")
         elif breach_id > last_event:
