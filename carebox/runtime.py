@@ -58,6 +58,7 @@ RUNS: dict[str, frozenset[str]] = {
     "serve": frozenset({"inbox", "consumer", "leases"}),
     "worker": frozenset({"consumer", "leases"}),
     "web": frozenset({"inbox"}),
+    "embedded-web": frozenset({"inbox", "consumer"}),  # a web process of `[inbox] processes` (web_processes.py)
 }
 queue_key = web.AppKey("carebox.queue", Queue)
 fanout_key = web.AppKey("carebox.fanout", live.Fanout)
@@ -188,7 +189,8 @@ def _base_app(settings: Settings, role: str) -> web.Application:
     return app
 
 
-async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow, role: str = "serve") -> web.Application:
+async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow, role: str = "serve",
+                    fanout: live.Fanout | None = None) -> web.Application:
     """One carebox process as an aiohttp application: `serve` runs everything (the embedded default),
     `worker` the connectors, pipeline consumer and scheduler, `web` the inbox and API only."""
     from web.keys import (
@@ -209,11 +211,22 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
     queue = make_queue(settings.queue_url, max_batches=settings.pipeline.max_pending_batches,
                        options=make_stream_options(so) if settings.queue_url.startswith(("redis", "unix")) else None)
     app[queue_key] = queue
-    fan = live.make_fanout(fanout_url(settings, so), so.fanout_channel)
+    fan = fanout or live.make_fanout(fanout_url(settings, so), so.fanout_channel)
     app[fanout_key] = fan
     shared = isinstance(fan, live.RedisFanout)
+    local = isinstance(fan, (live.LocalHub, live.LocalFanout))  # embedded, several web processes
+    if (local or shared) and "inbox" in runs:
+        from web.live import DERIVED, share
+
+        # page events reach the pages of every process (over Redis, new mentions and SLA events are not shared:
+        # each web process derives them from the workers' events, see _relay)
+        broadcaster = share(app, fan, DERIVED if shared else frozenset())
     session = aiohttp.ClientSession()
-    connectors = {spec.name: build_connector(spec, session, os.environ) for spec in settings.connectors}
+    try:
+        connectors = {spec.name: build_connector(spec, session, os.environ) for spec in settings.connectors}
+    except BaseException:  # a bad [[connectors]] entry: no "Unclosed client session" after its config error
+        await session.close()
+        raise
     app[connectors_key] = connectors
     app[now_key] = now
     sla_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
@@ -238,16 +251,30 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
         await engine.dispose()
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
-        if isinstance(fan, live.RedisFanout):
+        if shared or local:
             await fan.start()
-        relay = asyncio.create_task(_relay(fan, app[pipeline_key], sla_listeners)) if shared and "inbox" in runs else None
+        def publish_commits(rows: list[dict[str, Any]]) -> None:
+            fan.publish_nowait(live.committed_event(rows))
+
+        def not_relayed() -> set[Any]:
+            # others' commits are neither published again (they would echo between processes for ever) nor fed
+            # a second time to this process's outage detector when it leads (_feed already hears them)
+            return {publish_commits, getattr(app.get(work_key), "_observer", None)}
+
+        relay = asyncio.create_task(_relay(fan, app[pipeline_key], sla_listeners, not_relayed)) if shared and "inbox" in runs else None
+        live_relay = asyncio.create_task(broadcaster.relay(), name="live:relay") if (local or shared) and "inbox" in runs else None
+        if (local or shared) and "leases" not in runs:  # a web process: its commits and clocks reach the leader
+            app[pipeline_key].observers.append(publish_commits)
+            app[pipeline_key].on_clocks = lambda clocks: fan.publish_nowait(
+                {"kind": "clocks", "ids": sorted({c["id"] for c in clocks if c.get("id") is not None})})
         if shared and "consumer" in runs:
-            app[pipeline_key].observers.append(lambda rows: fan.publish_nowait(live.committed_event(rows)))
+            app[pipeline_key].observers.append(publish_commits)
         yield
-        if relay is not None:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+        for task in (relay, live_relay):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await fan.close()
         close = getattr(queue, "close", None)
         if close is not None:
@@ -282,9 +309,11 @@ async def build_app(settings: Settings, *, now: Callable[[], datetime] = utcnow,
 
     async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
         work = LeasedWork(settings, app[engine_key], app[pipeline_key], app[clocks_key], queue, fan, session,
-                          connectors, now, shared=shared, sla_listeners=sla_listeners)
+                          connectors, now, shared=shared or local, sla_listeners=sla_listeners)
         locks = make_locks(settings.database_url, so.lease_s)
-        leases = Leases(locks, [*(connector_lock(n) for n in connectors), SCHEDULER], work.start, work.stop,
+        # the scheduler before the connectors: its start sweep logs what fell due while carebox was down
+        # before a late answer can come in (and it stops after them)
+        leases = Leases(locks, [SCHEDULER, *(connector_lock(n) for n in connectors)], work.start, work.stop,
                         lease_s=so.lease_s, greed=len(connectors) + 1 if not shared else 1)
         app[leases_key], app[work_key] = leases, work
         await leases.round()  # embedded: everything starts now, as before
@@ -309,7 +338,8 @@ def _pool_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10} if url.startswith("postgresql") else {}
 
 
-async def _relay(fan: live.Fanout, pipeline: Pipeline, sla_listeners: list[Callable[[list[dict[str, Any]]], None]]) -> None:
+async def _relay(fan: live.Fanout, pipeline: Pipeline, sla_listeners: list[Callable[[list[dict[str, Any]]], None]],
+                 not_relayed: Callable[[], set[Any]] = set) -> None:
     """Web processes: replay other processes' commits and SLA events to the local observers (live pages)."""
     async with fan.subscribe() as events:
         async for event in events:
@@ -320,8 +350,8 @@ async def _relay(fan: live.Fanout, pipeline: Pipeline, sla_listeners: list[Calla
                 continue
             if event.get("kind") != "committed":
                 continue
-            rows = live.rows_of(event)
-            for observer in list(pipeline.observers):
+            rows, skip = live.rows_of(event), not_relayed()
+            for observer in [o for o in pipeline.observers if o not in skip]:
                 try:
                     observer(rows)
                 except Exception:
@@ -380,7 +410,8 @@ class LeasedWork:
     async def _lead(self) -> None:
         scheduler = Scheduler(self.engine, self.book, self.now, on_fired=self._fired)
         watcher = make_watcher(self.settings, self.engine, self.session)
-        watcher.use_policy(self.book, self.settings.incidents.policy, scheduler.arm)
+        watcher.use_policy(self.book, self.settings.incidents.policy, scheduler.arm,
+                           auto=self.settings.incidents.switches_on_open("detector"))
         await watcher.start()
         if self.shared:
             # every worker's commits reach the leader's detector, and its new clocks the scheduler
@@ -394,6 +425,11 @@ class LeasedWork:
         digest = digest_job(self.settings, self.engine, self.now)
         if digest is not None:  # the e-mail digest of reports, only the leader sends it
             scheduler.cron(digest.run, "reports:digest", **digest.plan.cron())
+        from carebox.commands.report import facts_job
+
+        facts = facts_job(self.settings, self.engine, self.now)
+        if facts is not None:  # report facts kept fresh by the leader (SQLite), so that reports only read them
+            scheduler.every(facts[0], facts[1], "reports:facts")
         await scheduler.schedule_retention(self.settings.privacy)  # the leader alone purges
         self.scheduler, self._observer = scheduler, watcher.observe
         log.info("this process leads the scheduler")

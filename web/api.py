@@ -12,6 +12,7 @@ from carebox import pipeline
 from carebox.errors import ConnectorError, NotFound
 from carebox.models import MAX_ROW_ID
 from carebox.store import actions, queries
+from web import api_incidents
 from web.compose import connector_for
 from web.keys import (
     connectors_key,
@@ -174,6 +175,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/conversations/{id}/mentions", list_mentions)
     r.add_post("/api/v1/conversations/{id}/replies", post_reply)
     r.add_put("/api/v1/conversations/{id}/assignment", put_assignment)
+    api_incidents.add_routes(app)  # /api/v1/incidents: what the incident page does
 
 
 def _op(summary: str, responses: dict[str, str], *, params: list[dict[str, Any]] | None = None,
@@ -214,5 +216,6 @@ OPENAPI: dict[str, Any] = {
             "Assign (or unassign with null); audited", {"200": "assigned", "404": "unknown conversation or user",
                                                         "422": "the assignee cannot see the conversation's account"},
             params=[_ID], body={"type": "object", "properties": {"assignee_id": {"type": ["integer", "null"]}}})},
+        **api_incidents.PATHS,
     },
 }
