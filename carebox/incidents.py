@@ -242,15 +242,8 @@ class OutageWatcher:
 async def _told(engine: AsyncEngine) -> list[tuple[dict[str, Any], dict[str, str]]]:
     """The recent incidents still firing on some receiver (its last delivery there that went through was a trigger
     or an acknowledge), with those receivers: open ones, and resolved ones whose resolve did not go out."""
-    out = []
-    for row in await store.list_incidents(engine, limit=TOLD_LOOKBACK):
-        if not row["delivered"]:
-            continue
-        found = await store.incident(engine, row["id"])
-        last = {d["receiver"]: d["action"] for d in (found or {}).get("deliveries", []) if d["outcome"] == "ok"}
-        if found is not None and found["source"] != "split":
-            out.append((found, {receiver: action for receiver, action in last.items() if action != "resolve"}))
-    return out
+    return [(row, {receiver: action for receiver, action in last.items() if action != "resolve"})
+            for row, last in await store.last_delivered(engine, TOLD_LOOKBACK) if row["source"] != "split"]
 
 
 def _slots(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:

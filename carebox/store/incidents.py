@@ -126,6 +126,32 @@ async def paged(engine: AsyncEngine, incident_ids: Iterable[int]) -> set[int]:
         return {r[0] for r in rows}
 
 
+def _unresolved_first_then_latest() -> tuple[Any, ...]:
+    """The incident list's order: unresolved first, then the most recent."""
+    return (sa.case((incident_t.c.state == "resolved", 1), else_=0), incident_t.c.started_at.desc(),
+            incident_t.c.id.desc())
+
+
+async def last_delivered(engine: AsyncEngine, limit: int) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Of the `limit` incidents `list_incidents` shows first, those some receiver took a delivery of, in that order,
+    each with {receiver: action of its latest successful delivery}; one query, whatever the number of incidents."""
+    recent = sa.select(incident_t.c.id).order_by(*_unresolved_first_then_latest()).limit(limit).subquery()
+    latest = sa.func.row_number().over(partition_by=(delivery_t.c.incident_id, delivery_t.c.receiver),
+                                       order_by=(delivery_t.c.at.desc(), delivery_t.c.id.desc()))
+    ok = (sa.select(delivery_t.c.incident_id, delivery_t.c.receiver, delivery_t.c.action, latest.label("nth"))
+          .where(delivery_t.c.outcome == "ok", delivery_t.c.incident_id.in_(sa.select(recent.c.id))).subquery())
+    query = (sa.select(incident_t, ok.c.receiver.label("told_receiver"), ok.c.action.label("told_action"))
+             .join(ok, ok.c.incident_id == incident_t.c.id).where(ok.c.nth == 1)
+             .order_by(*_unresolved_first_then_latest(), ok.c.receiver))
+    out: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
+    async with engine.connect() as conn:
+        for r in await conn.execute(query):
+            row = dict(r._mapping)
+            receiver, action = row.pop("told_receiver"), row.pop("told_action")
+            out.setdefault(row["id"], (row, {}))[1][receiver] = action
+    return list(out.values())
+
+
 async def load_detector_state(engine: AsyncEngine) -> str | None:
     """The detector's last saved state (JSON), if any."""
     async with engine.connect() as conn:
@@ -156,8 +182,7 @@ async def list_incidents(engine: AsyncEngine, limit: int = 100, accounts: Iterab
 
     query = (sa.select(incident_t, linked.label("linked"), deliveries("ok").label("delivered"),
                        deliveries("failed").label("failed"))
-             .order_by(sa.case((incident_t.c.state == "resolved", 1), else_=0), incident_t.c.started_at.desc(),
-                       incident_t.c.id.desc())
+             .order_by(*_unresolved_first_then_latest())
              .limit(limit))
     if accounts is not None:
         query = query.where(incident_t.c.account.in_(sorted(set(accounts))))
