@@ -175,9 +175,10 @@ async def produce(queue: EmbeddedQueue, mentions: list[InboundMention], rate: fl
 def triage_mismatches(url: str, other: str) -> dict[str, int]:
     """Per triage column, mentions whose stored value differs between two runs on the same mentions.
 
-    Language, polarity, category and cluster key must never differ; priority may, for a few repeat customers,
-    since the repeat-contact count reads the conversations committed before the batch, and batch boundaries
-    depend on timing."""
+    None may differ: batch boundaries depend on timing, but a mention's repeat-contact count includes the
+    conversations its customer opened earlier in the same transaction, as if each mention were ingested alone.
+    (The repeat window ends at the ingest time, so a run while its edge, 7 days back, crosses the simulated
+    mentions, 2026-11-23 09:00-10:00 UTC, can still see a few priorities differ.)"""
     cols = ("language", "polarity", "category", "cluster_key", "priority")
     dumps = []
     for u in (url, other):

@@ -144,7 +144,8 @@ class Pipeline:
             work.convs[cid].clocks = clocks
         for key, cid in parents.items():
             work.by_external[key] = work.convs.get(cid) if cid is not None else None
-        repeats = await sql.recent_conversation_counts(conn, customers.values(), work.now - REPEAT_WINDOW)
+        since = work.now - REPEAT_WINDOW
+        repeats = await sql.recent_conversation_counts(conn, customers.values(), since)
         threader, with_contacts, now = self.threader, self.triager.with_contacts, work.now
         for m in fresh:
             key = (m.network, m.external_id)
@@ -158,6 +159,10 @@ class Pipeline:
                 triage = with_contacts(first, repeats.get(customer_id, 0))
                 if conv is None:
                     conv = threader.open(work, m, customer_id, triage)
+                    if m.created_at >= since:
+                        # the count read above misses conversations opened in this transaction: a later
+                        # mention of this customer sees this one, as it would in a transaction of its own
+                        repeats[customer_id] = repeats.get(customer_id, 0) + 1
                 threader.apply_inbound(work, conv, m, triage)
                 row = mention_row(m, now, customer_id, triage)
             else:
