@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import calendar as weekdays
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
+
+import holidays
 
 from carebox.calendar import (
     ALWAYS_OPEN,
@@ -26,7 +29,13 @@ from carebox.sla_clock import (
     start_clock,
     time_counted,
 )
-from carebox.sla_policy import ConversationFacts, SlaSettings, match_reasons
+from carebox.sla_policy import (
+    NO_CONDITIONS,
+    ConversationFacts,
+    MatchReason,
+    SlaSettings,
+    policy_match,
+)
 
 _MAX_WINDOW_LINES = 12
 _MAX_SKIP_LINES = 12
@@ -59,6 +68,46 @@ class Weekday:
 
 
 @dataclass(frozen=True, slots=True)
+class Duration:
+    """A length of time, written "2d 3h" in English and as its reader's language writes it on a page."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hours:
+    """A long wait in hours, with the short form beside it: "63h (2d 15h)"."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A configured name or fact value, quoted; `term` when it is a word the page translates (a category)."""
+
+    text: str
+    term: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Several names, e.g. the policies tried or the values a condition allows."""
+
+    items: tuple[str, ...]
+    term: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Holiday:
+    """A public holiday: its English name, and where and when it falls, to name it in another language."""
+
+    name: str
+    country: str
+    subdivision: str | None
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line: an English %-template and its values; instants stay datetimes so a page can localize them."""
 
@@ -67,10 +116,18 @@ class Line:
 
     def text(self, tz: tzinfo) -> str:
         """The English line with times in `tz`, e.g. "clock started Fri 2026-11-20 18:50 CET (...)"."""
-        return self.template % {key: _plain(value, tz) for key, value in self.values.items()}
+        return self.template % {key: plain(value, tz) for key, value in self.values.items()}
 
 
-def _plain(value: object, tz: tzinfo) -> object:
+@dataclass(frozen=True, slots=True)
+class Reasons:
+    """The reasons a policy matched, each a line of its own, read one after the other."""
+
+    lines: tuple[Line, ...]
+
+
+def plain(value: object, tz: tzinfo) -> object:
+    """A line's value as the English text (and the CLI) shows it, instants in `tz`."""
     if isinstance(value, datetime):
         return _fmt(value, tz)
     if isinstance(value, HourOf):
@@ -79,12 +136,37 @@ def _plain(value: object, tz: tzinfo) -> object:
         return f"{value:%a %Y-%m-%d}"
     if isinstance(value, Weekday):
         return weekdays.day_name[value.number] + "s"
+    if isinstance(value, Duration):
+        return format_duration(value.seconds)
+    if isinstance(value, Hours):  # waiting time in hours as people say it: "63h" or "1.5h"
+        return f"{round(value.seconds / 3600, 1):g}h ({format_duration(value.seconds)})"
+    if isinstance(value, Name):
+        return repr(value.text)
+    if isinstance(value, Names):
+        return str(list(value.items))
+    if isinstance(value, Holiday):
+        return value.name
+    if isinstance(value, Reasons):
+        return "; ".join(line.text(tz) for line in value.lines)
     return value
 
 
-def _hours(seconds: float) -> str:
-    """Waiting time in hours as people say it: "63h" or "1.5h", with the short form beside it."""
-    return f"{round(seconds / 3600, 1):g}h ({format_duration(seconds)})"
+@functools.lru_cache(maxsize=64)
+def _holiday_names(country: str, subdivision: str | None, year: int, language: str) -> dict[date, str]:
+    """A year's public holidays named in `language` (the package's own names when it lacks that language)."""
+    table = holidays.country_holidays(country, subdiv=subdivision, years=year, language=language)
+    return {day: str(name) for day, name in table.items()}
+
+
+def holiday_name_in(holiday: Holiday, language: str) -> str:
+    """The holiday's name in `language` ("fr": "Noël"), its English name when that is unknown."""
+    if language == "en":
+        return holiday.name
+    try:
+        names = _holiday_names(holiday.country, holiday.subdivision, holiday.day.year, language)
+    except (NotImplementedError, KeyError, ValueError):
+        return holiday.name
+    return names.get(holiday.day, holiday.name)
 
 
 def explain_due(
@@ -103,7 +185,7 @@ def explain_lines(
     target = clock.target
     cal = settings.calendar_for(target)
     tz = _zone(cal, clock.started_at)
-    length = format_duration(target.seconds)
+    length = Duration(target.seconds)
     if cal.always_open:
         lines.append(Line("target %(kind)s: %(length)s on the wall clock (24/7)", {"kind": target.kind, "length": length}))
     else:
@@ -115,7 +197,7 @@ def explain_lines(
             lines.append(Line(
                 "the calendar changed at %(at)s: %(used)s used on earlier versions are kept; "
                 "the rest is planned on version %(version)s",
-                {"at": clock.rebased_at, "used": format_duration(clock.carried_s), "version": clock.calendar_version},
+                {"at": clock.rebased_at, "used": Duration(clock.carried_s), "version": clock.calendar_version},
             ))
         if clock.calendar_version != cal.version:
             lines.append(Line("the clock was planned on version %(planned)s, not the current %(current)s",
@@ -139,16 +221,34 @@ def _policy_lines(settings: SlaSettings, clock: Clock, facts: ConversationFacts 
         return [Line("policy '%(policy)s' (chosen by name)", {"policy": clock.policy})]
     skipped: list[str] = []
     for policy in settings.policies:
-        reasons = match_reasons(policy, facts)
+        reasons = policy_match(policy, facts)
         if reasons is not None:
-            values = {"policy": policy.name, "reasons": "; ".join(reasons), "skipped": str(skipped)}
+            said = Reasons(tuple(_reason_line(r) for r in reasons) or (Line(NO_CONDITIONS),))
+            values = {"policy": policy.name, "reasons": said, "skipped": Names(tuple(skipped))}
             if skipped:
                 return [Line("policy '%(policy)s' matched because %(reasons)s; earlier policies %(skipped)s did not match",
                              values)]
             return [Line("policy '%(policy)s' matched because %(reasons)s (the first policy)", values)]
         skipped.append(policy.name)
     return [Line("no policy matched (tried %(skipped)s); only the customer expectation is tracked",
-                 {"skipped": str(skipped)})]
+                 {"skipped": Names(tuple(skipped))})]
+
+
+_REASONS = {
+    "network": "network %(value)s is in %(allowed)s",
+    "account": "account %(value)s is in %(allowed)s",
+    "priority": "priority %(value)s is in %(allowed)s",
+    "category": "category %(value)s is in %(allowed)s",
+    "language": "language %(value)s is in %(allowed)s",
+}
+
+
+def _reason_line(reason: MatchReason) -> Line:
+    """One condition that held, in the words of sla_policy.match_reasons."""
+    term = reason.fact == "category"
+    if reason.fact == "tags":
+        return Line("tags %(value)s are among %(allowed)s", {"value": Names(reason.values), "allowed": Names(reason.allowed)})
+    return Line(_REASONS[reason.fact], {"value": Name(reason.values[0], term), "allowed": Names(reason.allowed, term)})
 
 
 def _pause_lines(cal: Calendar, clock: Clock) -> list[Line]:
@@ -159,7 +259,7 @@ def _pause_lines(cal: Calendar, clock: Clock) -> list[Line]:
             lines.append(Line("paused since %(began)s (waiting on the customer): the due time moves until resumed",
                               {"began": began}))
             continue
-        lost = format_duration(max(0.0, _business(cal, began, ended)))
+        lost = Duration(max(0.0, _business(cal, began, ended)))
         template = ("paused %(began)s to %(ended)s: %(lost)s of wall time not counted" if cal.always_open
                     else "paused %(began)s to %(ended)s: %(lost)s of business time not counted")
         lines.append(Line(template, {"began": began, "ended": ended, "lost": lost}))
@@ -181,7 +281,7 @@ def _window_lines(cal: Calendar, clock: Clock, state: ClockState, tz: tzinfo) ->
     lines = []
     for began, ended in counted[:_MAX_WINDOW_LINES]:
         lines.append(Line("counted %(began)s to %(ended)s (%(length)s)", {
-            "began": began, "ended": HourOf(ended), "length": format_duration((ended - began).total_seconds())}))
+            "began": began, "ended": HourOf(ended), "length": Duration((ended - began).total_seconds())}))
     if len(counted) > _MAX_WINDOW_LINES:
         lines.append(Line("... and %(count)s more windows", {"count": len(counted) - _MAX_WINDOW_LINES}))
     used_days = {d for a, b in counted for d in _local_days(a, b, tz)}
@@ -211,7 +311,8 @@ def _skip_reason(cal: Calendar, day: date) -> Line | None:
     name = holiday_name(cal, day)
     if name is not None and cal.holiday_country is not None:
         region = cal.holiday_country + (f"-{cal.holiday_subdivision}" if cal.holiday_subdivision else "")
-        return Line("skipped %(day)s: public holiday %(holiday)s (%(region)s)", {"day": day, "holiday": name,
+        holiday = Holiday(name, cal.holiday_country, cal.holiday_subdivision, day)
+        return Line("skipped %(day)s: public holiday %(holiday)s (%(region)s)", {"day": day, "holiday": holiday,
                                                                               "region": region})
     if not cal.weekly[day.weekday()]:
         return Line("skipped %(day)s: no opening hours on %(weekdays)s", {"day": day, "weekdays": Weekday(day.weekday())})
@@ -227,8 +328,8 @@ def _customer_lines(settings: SlaSettings, clock: Clock, state: ClockState) -> l
     waited = time_counted(ALWAYS_OPEN, running_stretches(clock.started_at, clock.paused), state.business_due)
     return [
         Line("customer expectation (%(length)s, 24/7) due %(due)s",
-             {"length": format_duration(settings.customer_expectation_s), "due": due}),
-        Line("at the business due time the customer has waited %(waited)s", {"waited": _hours(waited)}),
+             {"length": Duration(settings.customer_expectation_s), "due": due}),
+        Line("at the business due time the customer has waited %(waited)s", {"waited": Hours(waited)}),
     ]
 
 

@@ -88,8 +88,26 @@ _CONDITIONS = (
 )
 
 
-def match_reasons(policy: Policy, facts: ConversationFacts) -> list[str] | None:
-    """Why `policy` matches `facts` (one phrase per condition), or None when it does not."""
+@dataclass(frozen=True, slots=True)
+class MatchReason:
+    """One condition of a policy that held: `fact` ("network", ..., "tags") had `values`, among `allowed`."""
+
+    fact: str
+    values: tuple[str, ...]
+    allowed: tuple[str, ...]
+
+    def __str__(self) -> str:
+        """The English phrase, e.g. "network 'x' is in ['x']"."""
+        if self.fact == "tags":
+            return f"tags {list(self.values)} are among {list(self.allowed)}"
+        return f"{self.fact} {self.values[0]!r} is in {list(self.allowed)}"
+
+
+NO_CONDITIONS = "it has no conditions (matches every conversation)"
+
+
+def policy_match(policy: Policy, facts: ConversationFacts) -> tuple[MatchReason, ...] | None:
+    """The conditions of `policy` that `facts` meet (none when it has none), or None when one fails."""
     reasons = []
     for attr, fact in _CONDITIONS:
         allowed: frozenset[str] = getattr(policy, attr)
@@ -97,13 +115,21 @@ def match_reasons(policy: Policy, facts: ConversationFacts) -> list[str] | None:
         if allowed:
             if value not in allowed:
                 return None
-            reasons.append(f"{fact} {value!r} is in {sorted(allowed)}")
+            reasons.append(MatchReason(fact, (value,), tuple(sorted(allowed))))
     if policy.tags:
         common = policy.tags & facts.tags
         if not common:
             return None
-        reasons.append(f"tags {sorted(common)} are among {sorted(policy.tags)}")
-    return reasons or ["it has no conditions (matches every conversation)"]
+        reasons.append(MatchReason("tags", tuple(sorted(common)), tuple(sorted(policy.tags))))
+    return tuple(reasons)
+
+
+def match_reasons(policy: Policy, facts: ConversationFacts) -> list[str] | None:
+    """Why `policy` matches `facts` (one English phrase per condition), or None when it does not."""
+    reasons = policy_match(policy, facts)
+    if reasons is None:
+        return None
+    return [str(reason) for reason in reasons] or [NO_CONDITIONS]
 
 
 FALLBACK_POLICY = Policy(name="none")

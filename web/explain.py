@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -44,8 +45,44 @@ _WEEKDAYS = {"en": ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays",
 _TIME = Markup('<time datetime="{}">{}</time>')
 
 
+def french_duration(seconds: float) -> str:
+    """A duration as French writes it: "45 s", "12 min", "1 h 5 min", "2 j 3 h" (zero parts left out)."""
+    sign, s = ("-" if seconds < 0 else ""), int(abs(seconds))
+    if s < 60:
+        return f"{sign}{s} s"
+    if s < 3600:
+        return f"{sign}{s // 60} min"
+    big, small, units = (s // 3600, s % 3600 // 60, ("h", "min")) if s < 86400 else (s // 86400, s % 86400 // 3600, ("j", "h"))
+    return f"{sign}{big} {units[0]}" + (f" {small} {units[1]}" if small else "")
+
+
+def _french(value: object) -> object:
+    """The values French writes its own way; None for the others."""
+    if isinstance(value, sla_explain.Duration):
+        return french_duration(value.seconds)
+    if isinstance(value, sla_explain.Hours):
+        return f"{round(value.seconds / 3600, 1):g} h ({french_duration(value.seconds)})".replace(".", ",")
+    if isinstance(value, sla_explain.Name):
+        return f"« {_(value.text) if value.term else value.text} »"
+    if isinstance(value, sla_explain.Names):
+        items = sorted((_(item) for item in value.items), key=_alphabetical) if value.term else value.items
+        return ", ".join(f"« {item} »" for item in items) or "aucune"
+    if isinstance(value, sla_explain.Reasons):
+        said = [_line(line.template, line.values) for line in value.lines]
+        return Markup(" et ").join([Markup(", ").join(said[:-1]), said[-1]]) if len(said) > 1 else said[0]
+    return None
+
+
+def _alphabetical(word: str) -> str:
+    """Sort key that puts "éloge" among the e's."""
+    return unicodedata.normalize("NFD", word.casefold())
+
+
 def _shown(value: object) -> object:
     """A value of a line as its reader sees it: instants in their zone and language, the exact one in <time>."""
+    language = i18n.CURRENT.get().language
+    if language == "fr" and (french := _french(value)) is not None:
+        return french
     if isinstance(value, datetime):
         return _TIME.format(value.astimezone(UTC).isoformat(), i18n.local(value, "long"))
     if isinstance(value, sla_explain.HourOf):
@@ -53,8 +90,14 @@ def _shown(value: object) -> object:
     if isinstance(value, date):  # a day of the calendar: shown as it is, in no other zone
         return _TIME.format(value.isoformat(), i18n.local(datetime.combine(value, time(12), i18n.CURRENT.get().zone()), "day"))
     if isinstance(value, sla_explain.Weekday):
-        return _WEEKDAYS.get(i18n.CURRENT.get().language, _WEEKDAYS["en"])[value.number]
-    return value
+        return _WEEKDAYS.get(language, _WEEKDAYS["en"])[value.number]
+    if isinstance(value, sla_explain.Holiday):
+        return sla_explain.holiday_name_in(value, language)
+    if isinstance(value, sla_explain.Reasons):
+        return Markup("; ").join(_line(line.template, line.values) for line in value.lines)
+    if isinstance(value, sla.TargetKind):
+        return _(value.value)
+    return sla_explain.plain(value, i18n.CURRENT.get().zone())
 
 
 def _line(template: str, values: Mapping[str, object]) -> Markup:
@@ -69,7 +112,7 @@ def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime)
         clock = _clock(settings, row)
         if clock is None:
             lines.append(_line("Clock %(target)s: policy %(policy)s is no longer configured; due %(due)s as planned.",
-                               {"target": row["target"], "policy": row["policy"], "due": row["business_due"]}))
+                               {"target": _(row["target"]), "policy": row["policy"], "due": row["business_due"]}))
             continue
         lines += _incident_lines(settings, conv, row)
         try:
