@@ -20,6 +20,10 @@ ERASED_MENTION: Mapping[str, Any] = {
 ERASED_CONVERSATION: Mapping[str, Any] = {"snippet": "", "thread_key": None}
 ERASED_CUSTOMER: Mapping[str, Any] = {"display_name": ""}
 ERASED_NOTE_TEXT = "[erased]"
+# Waits between tries of a purge, erase or export audit that found SQLite locked by another writer (each try
+# already waits the store's busy_timeout): about a minute in all, then the scheduled purge is left to its next
+# run and a command says it did nothing. The same schedule as the timed SLA writes (escalation.LOCKED_RETRY_S).
+LOCKED_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,24 @@
-"""Personal data in the store: export and erase one customer, purge by retention; every run audited."""
+"""Personal data in the store: export and erase one customer, purge by retention; every run audited in the
+transaction that does it, and tried again while another writer holds SQLite's lock."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox import privacy
-from carebox.errors import NotFound
-from carebox.store.actions import record_audit
+from carebox.errors import CareboxError, NotFound
+from carebox.store.actions import _audit, record_audit
+from carebox.store.clocks import is_locked
 from carebox.store.engine import write_transaction
 from carebox.store.queries import (
     audit,
@@ -30,6 +34,11 @@ from carebox.store.queries import (
 
 log = logging.getLogger(__name__)
 EXPORT_FORMAT = "carebox.customer-export/1"
+T = TypeVar("T")
+
+
+class StoreLocked(CareboxError):
+    """A personal-data write gave up: another writer held SQLite's lock through every try; nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,31 @@ def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _when_unlocked(what: str, write: Callable[[], Awaitable[T]]) -> T:
+    """Run `write` (one transaction, so a failed try wrote nothing) again while another writer holds SQLite's
+    lock: one warning when it first waits, one line when it gets through; StoreLocked when it never does."""
+    waits, started = privacy.LOCKED_RETRY_S, time.monotonic()
+    for tried, wait in enumerate((*waits, None), start=1):
+        try:
+            result = await write()
+        except Exception as err:
+            if not is_locked(err):
+                raise
+            if wait is None:
+                raise StoreLocked(f"{what}: not done, the database stayed locked by another writer through {tried} "
+                                  f"tries in {time.monotonic() - started:.0f}s; nothing was written, try again once "
+                                  "the other writer is done") from err
+            if tried == 1:
+                log.warning("%s: the database is locked by another writer; trying again for up to %.0fs",
+                            what, sum(waits))
+            await asyncio.sleep(wait)
+            continue
+        if tried > 1:
+            log.warning("%s: done after %d tries (the database was locked)", what, tried)
+        return result
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
 async def _require_customer(c: AsyncConnection, customer_id: int) -> dict[str, Any]:
     row = (await c.execute(sa.select(customer).where(customer.c.id == customer_id))).first()
     if row is None:
@@ -83,7 +117,8 @@ def _customer_mentions(customer_id: int) -> Any:
 
 
 async def export_customer(engine: AsyncEngine, customer_id: int, now: datetime, by_user_id: int | None = None) -> dict[str, Any]:
-    """Everything stored about one customer, as a JSON-ready document; the export is audited."""
+    """Everything stored about one customer, as a JSON-ready document; returned only once its audit row is
+    written (StoreLocked when the store stays locked: nothing is handed out unaudited)."""
     convs = _conversation_ids(customer_id)
     async with engine.connect() as c:
         doc: dict[str, Any] = {
@@ -104,14 +139,14 @@ async def export_customer(engine: AsyncEngine, customer_id: int, now: datetime, 
             "sla_events": _rows(await c.execute(sa.select(sla_event).where(sla_event.c.conversation_id.in_(convs))
                                                 .order_by(sla_event.c.id))),
         }
-    await record_audit(engine, now, by_user_id, "privacy.export", None, customer_id=customer_id,
-                       mentions=len(doc["mentions"]), conversations=len(doc["conversations"]))
+    await _when_unlocked(f"export of customer {customer_id}", lambda: record_audit(
+        engine, now, by_user_id, "privacy.export", None, customer_id=customer_id, mentions=len(doc["mentions"]),
+        conversations=len(doc["conversations"])))
     log.info("exported customer %d (%d mentions)", customer_id, len(doc["mentions"]))
     return doc
 
 
-async def erase_customer(engine: AsyncEngine, customer_id: int, now: datetime, by_user_id: int | None = None) -> EraseResult:
-    """Erase one customer's personal data, keeping anonymised rows so counts and SLA figures stay true."""
+async def _erase_once(engine: AsyncEngine, customer_id: int, now: datetime, by_user_id: int | None) -> EraseResult:
     convs = _conversation_ids(customer_id)
     async with write_transaction(engine) as c:
         await _require_customer(c, customer_id)
@@ -123,10 +158,17 @@ async def erase_customer(engine: AsyncEngine, customer_id: int, now: datetime, b
                                          .values(**privacy.ERASED_CONVERSATION))).rowcount
         identities = (await c.execute(identity.delete().where(identity.c.customer_id == customer_id))).rowcount
         await c.execute(customer.update().where(customer.c.id == customer_id).values(**privacy.ERASED_CUSTOMER))
-    result = EraseResult(customer_id, mentions, conversations, identities, notes)
-    await record_audit(engine, now, by_user_id, "privacy.erase", None, customer_id=customer_id, mentions=mentions,
-                       conversations=conversations, identities=identities, notes=notes)
-    log.info("erased customer %d: %d mentions, %d identities", customer_id, mentions, identities)
+        await _audit(c, now, by_user_id, "privacy.erase", None, customer_id=customer_id, mentions=mentions,
+                     conversations=conversations, identities=identities, notes=notes)
+    return EraseResult(customer_id, mentions, conversations, identities, notes)
+
+
+async def erase_customer(engine: AsyncEngine, customer_id: int, now: datetime, by_user_id: int | None = None) -> EraseResult:
+    """Erase one customer's personal data, keeping anonymised rows so counts and SLA figures stay true; the
+    erase and its audit row are one transaction (StoreLocked when the store stays locked: nothing erased)."""
+    result = await _when_unlocked(f"erase of customer {customer_id}",
+                                  lambda: _erase_once(engine, customer_id, now, by_user_id))
+    log.info("erased customer %d: %d mentions, %d identities", customer_id, result.mentions, result.identities)
     return result
 
 
@@ -135,10 +177,8 @@ def _not_erased() -> Any:
                   mention.c.raw.is_not(None))
 
 
-async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
-                by_user_id: int | None = None, *, trigger: str = "command") -> PurgeResult:
-    """Anonymise mentions older than the retention, drop older raw payloads, forget customers gone quiet;
-    `trigger` ("command", "schedule") is kept in the audit row."""
+async def _purge_once(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
+                      by_user_id: int | None, trigger: str) -> PurgeResult:
     cut = privacy.cutoffs(settings, now)
     mentions = raws = conversations = identities = 0
     async with write_transaction(engine) as c:
@@ -156,11 +196,39 @@ async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: dat
             identities = (await c.execute(identity.delete().where(identity.c.customer_id.in_(quiet)))).rowcount
             await c.execute(customer.update().where(customer.c.id.in_(quiet), customer.c.display_name != "")
                             .values(**privacy.ERASED_CUSTOMER))
-    result = PurgeResult(mentions, raws, conversations, identities)
-    await record_audit(engine, now, by_user_id, "privacy.purge", None, mention_days=settings.mention_days,
-                       raw_days=settings.raw_days, mentions=mentions, raw_payloads=raws,
-                       conversations=conversations, identities=identities, trigger=trigger)
-    log.info("retention purge (%s): %d mentions anonymised, %d raw payloads dropped", trigger, mentions, raws)
+        # in the purge's transaction: a purge is audited once with what it did, or neither happened
+        await _audit(c, now, by_user_id, "privacy.purge", None, mention_days=settings.mention_days,
+                     raw_days=settings.raw_days, mentions=mentions, raw_payloads=raws,
+                     conversations=conversations, identities=identities, trigger=trigger)
+    return PurgeResult(mentions, raws, conversations, identities)
+
+
+@overload
+async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
+                by_user_id: int | None = None, *, trigger: Literal["command"] = "command") -> PurgeResult: ...
+
+
+@overload
+async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
+                by_user_id: int | None = None, *, trigger: Literal["schedule"]) -> PurgeResult | None: ...
+
+
+async def purge(engine: AsyncEngine, settings: privacy.PrivacySettings, now: datetime,
+                by_user_id: int | None = None, *, trigger: str = "command") -> PurgeResult | None:
+    """Anonymise mentions older than the retention, drop older raw payloads, forget customers gone quiet, in one
+    transaction with its audit row (`trigger`, "command" or "schedule", kept in it). When the store stays locked
+    a command raises StoreLocked; a scheduled run logs it and returns None, leaving the purge to its next run."""
+    try:
+        result = await _when_unlocked(f"retention purge ({trigger})",
+                                      lambda: _purge_once(engine, settings, now, by_user_id, trigger))
+    except StoreLocked:
+        if trigger != "schedule":
+            raise
+        log.warning("retention purge (schedule): nothing purged, the database stayed locked by another writer; "
+                    "the next run (in %gs, or at the next start) purges it all", settings.purge_every_s)
+        return None
+    log.info("retention purge (%s): %d mentions anonymised, %d raw payloads dropped", trigger, result.mentions,
+             result.raw_payloads)
     return result
 
 
