@@ -277,6 +277,9 @@ async def _rebuild(engine: AsyncEngine, rules: FactRules, top: int) -> int:
             written += await _write_facts(conn, rules, None, (lo, lo + REBUILD_CHUNK))
     for index in sorted(facts.indexes, key=lambda i: i.name):
         async with write_transaction(engine) as conn:
+            # A pooled connection may still hold the schema from before the claim dropped the indexes: SQLite
+            # checks DDL names against its cached schema, so read the catalogue first to make it reload.
+            await conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
             cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
             await conn.exec_driver_sql("PRAGMA cache_size = -262144")  # 256 MiB: the index sort stays in memory
             try:

@@ -267,3 +267,30 @@ async def test_a_refresh_rewrites_only_changed_facts_and_ends_where_a_rebuild_do
     same(incremental, await _stored_facts(engine), "stored facts")
     async with engine.connect() as c:  # the partial indexes agree with the rows updated a column at a time
         assert (await c.execute(sa.text("PRAGMA integrity_check"))).scalar_one() == "ok"
+
+
+async def test_a_rebuild_on_pooled_connections_that_cached_the_old_schema_creates_every_index(
+        engine, chain_pipeline, mention, report_settings):
+    """The claim drops the facts indexes on one pooled connection; the index steps run on others, whose cached
+    schema may still list those indexes (SQLite checks DDL names against it): the rebuild must not fail."""
+    import asyncio
+
+    await chain_pipeline.ingest([IngestBatch("sim", (mention("down", when="2025-11-18T10:00:00+01:00"),))], NOW)
+    rules = reporting.fact_rules(reporting.make_scope(report_settings, NOW), report_settings)
+    assert (await report_facts.refresh(engine, rules, NOW)).rebuilt
+
+    async def warm(hold: asyncio.Event) -> None:
+        async with engine.connect() as c:  # loads the schema, indexes included, into this connection's cache
+            await c.exec_driver_sql("SELECT count(*) FROM conversation_facts")
+            await hold.wait()
+
+    hold = asyncio.Event()
+    warming = [asyncio.create_task(warm(hold)) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    hold.set()
+    await asyncio.gather(*warming)  # four idle pooled connections, each with the indexes in its cached schema
+    assert (await report_facts.refresh(engine, rules, NOW, rebuild=True)).rebuilt
+    async with engine.connect() as c:
+        names = {r[0] for r in await c.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'conversation_facts'")}
+    assert {i.name for i in report_facts.facts.indexes} <= names
