@@ -47,15 +47,17 @@ FAST_OUTAGE = {"bucket": "5s", "windows": ["5s", "10s", "15s"], "plateau_window"
 LIMIT_S = 90.0
 
 
-async def _poll(check: Callable[[], Awaitable[Any]], what: str, limit: float = LIMIT_S) -> Any:
-    """The first truthy result of `check`, asked every half second; fails after `limit` seconds."""
+async def _poll(check: Callable[[], Awaitable[Any]], what: str, limit: float = LIMIT_S,
+                describe: Callable[[], Awaitable[str]] | None = None) -> Any:
+    """The first truthy result of `check`, asked every half second; fails after `limit` seconds, saying what the
+    store held then (`describe`)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         found = await check()
         if found:
             return found
         await asyncio.sleep(0.5)
-    raise AssertionError(f"not within {limit:g} s: {what}")
+    raise AssertionError(f"not within {limit:g} s: {what}" + (f" ({await describe()})" if describe else ""))
 
 
 async def test_demo_outage_opens_an_incident_with_its_conversations_and_chart_acks_them_and_pages_trigger_then_resolve(
@@ -90,7 +92,14 @@ async def test_demo_outage_opens_an_incident_with_its_conversations_and_chart_ac
                         return {**row, "linked": linked}
             return None
 
-        incident = await _poll(opened, "an incident with linked conversations on the incident policy")
+        async def state() -> str:  # what the store held when the wait ran out (CI failed here once, 2026-11-22)
+            async with engine.connect() as c:
+                counts = (await c.exec_driver_sql(
+                    "SELECT (SELECT count(*) FROM mention), (SELECT count(*) FROM mention WHERE category = 'outage'),"
+                    " (SELECT count(*) FROM incident)")).one()
+            return f"mentions {counts[0]}, outage mentions {counts[1]}, incidents {counts[2]}"
+
+        incident = await _poll(opened, "an incident with linked conversations on the incident policy", describe=state)
         login = await client.get("/login")
         await client.post("/login", data={"username": "manager", "password": DEMO_PASSWORD,
                                           "csrf": CSRF.search(await login.text()).group(1)}, allow_redirects=False)
