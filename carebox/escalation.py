@@ -23,7 +23,7 @@ from carebox.errors import ConfigError
 from carebox.fanout import Fanout
 from carebox.sla_tables import with_edits
 from carebox.store import clocks as store
-from carebox.store import sla_edits
+from carebox.store import locked, sla_edits
 from carebox.store.engine import write_transaction
 
 log = logging.getLogger(__name__)
@@ -171,32 +171,18 @@ async def breach_answered_late(engine: AsyncEngine, book: ClockBook, clock_ids: 
 
 # Waits between tries of a write that found the store locked (each try already waits busy_timeout): about a
 # minute in all, the sweep's period, after which the next sweep is the retry.
-LOCKED_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+LOCKED_RETRY_S = locked.LOCKED_RETRY_S
 
 
 async def when_unlocked(what: str, write: Callable[[], Awaitable[T]], *, waits: Sequence[float] | None = None,
                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
     """Run `write` (a transaction), trying again while SQLite says another writer holds the lock: one warning
     when it first waits, one line when it gets through or gives up (then StillLocked: the next sweep does it)."""
-    waits = LOCKED_RETRY_S if waits is None else waits
-    for tried, wait in enumerate((*waits, None), start=1):
-        try:
-            result = await write()
-        except Exception as err:
-            if not store.is_locked(err):
-                raise
-            if wait is None:
-                log.warning("%s: the database stayed locked after %d tries; the next sweep will do it", what, tried)
-                raise StillLocked(what) from err
-            if tried == 1:
-                log.warning("%s: the database is locked by another writer; trying again for up to %.0fs",
-                            what, sum(waits))
-            await sleep(wait)
-            continue
-        if tried > 1:
-            log.warning("%s: done after %d tries (the database was locked)", what, tried)
-        return result
-    raise AssertionError("unreachable: the last try returns or raises")
+    try:
+        return await locked.while_locked(what, write, LOCKED_RETRY_S if waits is None else waits, sleep)
+    except locked.StayedLocked as err:
+        log.warning("%s: the database stayed locked after %d tries; the next sweep will do it", what, err.tries)
+        raise StillLocked(what) from err.__cause__
 
 
 async def rebase_on_new_calendars(engine: AsyncEngine, book: ClockBook, now: datetime) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox.models import CalendarVersion
@@ -38,12 +37,6 @@ async def overdue(engine: AsyncEngine, now: datetime) -> list[tuple[int, str]]:
         breach = await conn.execute(sa.select(clock_t.c.id).select_from(joined).where(
             open_, clock_t.c.breached_at.is_(None), clock_t.c.business_due <= now))
         return [(i, "warn") for (i,) in warn] + [(i, "breach") for (i,) in breach]
-
-
-def is_locked(err: BaseException) -> bool:
-    """Whether a database error only says that another writer holds SQLite's lock (worth trying again)."""
-    text = str(getattr(err, "orig", err))
-    return isinstance(err, OperationalError) and ("database is locked" in text or "database table is locked" in text)
 
 
 async def answered_late(engine: AsyncEngine, after_event: int) -> tuple[list[dict[str, Any]], int]:

@@ -3,9 +3,7 @@ transaction that does it, and tried again while another writer holds SQLite's lo
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carebox import privacy
 from carebox.errors import CareboxError, NotFound
 from carebox.store.actions import _audit, record_audit
-from carebox.store.clocks import is_locked
 from carebox.store.engine import write_transaction
+from carebox.store.locked import StayedLocked, while_locked
 from carebox.store.queries import (
     audit,
     clock,
@@ -79,26 +77,12 @@ def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
 async def _when_unlocked(what: str, write: Callable[[], Awaitable[T]]) -> T:
     """Run `write` (one transaction, so a failed try wrote nothing) again while another writer holds SQLite's
     lock: one warning when it first waits, one line when it gets through; StoreLocked when it never does."""
-    waits, started = privacy.LOCKED_RETRY_S, time.monotonic()
-    for tried, wait in enumerate((*waits, None), start=1):
-        try:
-            result = await write()
-        except Exception as err:
-            if not is_locked(err):
-                raise
-            if wait is None:
-                raise StoreLocked(f"{what}: not done, the database stayed locked by another writer through {tried} "
-                                  f"tries in {time.monotonic() - started:.0f}s; nothing was written, try again once "
-                                  "the other writer is done") from err
-            if tried == 1:
-                log.warning("%s: the database is locked by another writer; trying again for up to %.0fs",
-                            what, sum(waits))
-            await asyncio.sleep(wait)
-            continue
-        if tried > 1:
-            log.warning("%s: done after %d tries (the database was locked)", what, tried)
-        return result
-    raise AssertionError("unreachable: the last try returns or raises")
+    try:
+        return await while_locked(what, write, privacy.LOCKED_RETRY_S)
+    except StayedLocked as err:
+        raise StoreLocked(f"{what}: not done, the database stayed locked by another writer through {err.tries} "
+                          f"tries in {err.seconds:.0f}s; nothing was written, try again once the other writer is "
+                          "done") from err.__cause__
 
 
 async def _require_customer(c: AsyncConnection, customer_id: int) -> dict[str, Any]:
