@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 
 from carebox.errors import BadPayload, ReplyRejected
 from carebox.ports import Direction, InboundMention, OutboundReply
+from connectors._html import parsed
 
 NETWORK = "email"
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -73,14 +74,7 @@ class _TextExtractor(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """The readable text of an HTML e-mail body, without quoted history."""
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # html.parser refuses unknown marked sections (`<![x[`): read those as text
-        parser = _TextExtractor()
-        parser.feed(html.replace("<![", "&lt;!["))
-        parser.close()
+    parser = parsed(_TextExtractor, html)
     lines = [line.strip() for line in "".join(parser.parts).splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 

@@ -13,6 +13,7 @@ import orjson
 
 from carebox.errors import BadPayload
 from carebox.ports import Direction, InboundMention, Rejected, SentReply
+from connectors._html import parsed
 from connectors._time import parse_iso
 from connectors.social.jsonl import payload_text
 
@@ -39,14 +40,7 @@ class _TextExtractor(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """Plain text of a status's HTML content (mentions, links and entities resolved)."""
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # html.parser refuses unknown marked sections (`<![x[`): read those as text
-        parser = _TextExtractor()
-        parser.feed(html.replace("<![", "&lt;!["))
-        parser.close()
+    parser = parsed(_TextExtractor, html)
     text = "".join(parser.parts)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
