@@ -55,16 +55,6 @@ def _id(request: web.Request) -> int:
     return int(value)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return body
-
-
 async def list_conversations(request: web.Request) -> web.Response:
     """GET /api/v1/conversations?view=&after=&network=...: one keyset page of a saved view."""
     view = request.query.get("view", "awaiting")
@@ -107,7 +97,7 @@ async def post_reply(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/replies {"text", "seen_mention_id"?, "public"?}: publish through the
     connector; `public` false sends a private message, absent answers in the kind of the customer's last message."""
     app, user, conversation_id = request.app, request[user_key], _id(request)
-    body = await _body(request)
+    body = await api_incidents.json_body(request)
     text = str(body.get("text", "")).strip()
     conv = await queries.conversation(app[engine_key], conversation_id, scope_of(user))
     if conv is None:
@@ -145,7 +135,7 @@ async def post_reply(request: web.Request) -> web.Response:
 
 async def put_assignment(request: web.Request) -> web.Response:
     """PUT /api/v1/conversations/{id}/assignment {"assignee_id": int | null}."""
-    conversation_id, body = await _visible(request), await _body(request)
+    conversation_id, body = await _visible(request), await api_incidents.json_body(request)
     assignee = body.get("assignee_id")
     if assignee is not None and (not isinstance(assignee, int) or isinstance(assignee, bool)):
         raise web.HTTPBadRequest(text="assignee_id must be a user id or null")

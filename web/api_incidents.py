@@ -33,7 +33,8 @@ def _incident(row: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: row.get(k) for k in INCIDENT_FIELDS}, "policy_active": act.policy_active(row)}
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (any /api/v1 write), or 400."""
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
@@ -100,7 +101,7 @@ async def get_incident(request: web.Request) -> web.Response:
 
 async def open_incident(request: web.Request) -> web.Response:
     """POST /api/v1/incidents {"account", "cluster_key"?, "title"} (manager)."""
-    body = await _body(request)
+    body = await json_body(request)
     account = _text(body, "account", 100).lstrip("@")
     key = body.get("cluster_key")
     key = None if key is None else _text(body, "cluster_key", 100, required=False).lower() or None
@@ -129,7 +130,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 async def put_policy(request: web.Request) -> web.Response:
     """PUT /api/v1/incidents/{id}/policy {"active": bool} (agent): the incident SLA policy on or off."""
-    incident_id, body = _id(request), await _body(request)
+    incident_id, body = _id(request), await json_body(request)
     active = body.get("active")
     if not isinstance(active, bool):
         raise web.HTTPBadRequest(text="active must be true (the incident policy) or false (their own policies)")
@@ -140,7 +141,7 @@ async def put_policy(request: web.Request) -> web.Response:
 
 async def merge(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/merge {"into": id} (manager)."""
-    incident_id, body = _id(request), await _body(request)
+    incident_id, body = _id(request), await json_body(request)
     target = _row_id(body.get("into"), "into")
     moved = await _run(act.merge(request.app, request[user_key], incident_id, target))
     return _json({"id": incident_id, "merged_into_id": target, "moved": moved})
@@ -148,7 +149,7 @@ async def merge(request: web.Request) -> web.Response:
 
 async def split(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/split {"conversation_ids": [id], "title"} (manager): a new incident."""
-    incident_id, body = _id(request), await _body(request)
+    incident_id, body = _id(request), await json_body(request)
     ids = body.get("conversation_ids")
     if not isinstance(ids, list) or not ids:
         raise web.HTTPBadRequest(text="conversation_ids must be a non-empty list of conversation ids")
@@ -190,7 +191,7 @@ async def get_acknowledgement(request: web.Request) -> web.Response:
 
 async def post_acknowledgement(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/acknowledgement {"texts"?: {network: {language: text}}} (agent): sends it."""
-    body = await _body(request)
+    body = await json_body(request)
     found = await _run(act.load(request.app, request[user_key], _id(request)))
     texts = body.get("texts", {})
     if not isinstance(texts, dict) or not all(
