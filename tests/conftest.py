@@ -185,3 +185,16 @@ def mention() -> Callable[..., InboundMention]:
         return InboundMention(**fields)
 
     return make
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """The browser every browser test drives: Debian's Chromium through Playwright, headless, never downloaded."""
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()

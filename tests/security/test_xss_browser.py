@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 
 from carebox.ports import InboundMention, IngestBatch, Rejected
 from tests.conftest import need_service
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, have_chromium
+from tests.e2e.harness import CHROMIUM, have_chromium
 from tests.security import PASSWORD, add_users, build, security_settings
 from web.keys import pipeline_key
 
@@ -38,16 +37,6 @@ async def base(aiohttp_server, tmp_path) -> str:
                                     created_at=now - timedelta(minutes=40 - i)) for i in range(2))
     await app[pipeline_key].ingest([IngestBatch("sim", mentions, (Rejected("sim", DEAD, DEAD),))], now)
     return str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def _logged_in_page(browser: Any, base: str, username: str) -> tuple[Any, list[str]]:
