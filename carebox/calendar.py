@@ -59,9 +59,10 @@ ALWAYS_OPEN = Calendar(name="24/7", timezone="UTC", always_open=True)
 
 
 @functools.lru_cache(maxsize=512)
-def _holiday_names(country: str, subdivision: str | None, year: int) -> dict[date, str]:
-    """Public holidays of one year, as the `holidays` package knows them."""
-    table = holidays.country_holidays(country, subdiv=subdivision, years=year)
+def holiday_names(country: str, subdivision: str | None, year: int, language: str | None = None) -> dict[date, str]:
+    """Public holidays of one year, as the `holidays` package knows them, named in `language` when given (its
+    own names when it lacks that language)."""
+    table = holidays.country_holidays(country, subdiv=subdivision, years=year, language=language)
     return {day: str(name) for day, name in table.items()}
 
 
@@ -69,7 +70,7 @@ def holiday_name(cal: Calendar, day: date) -> str | None:
     """The holiday that closes `day` in this calendar, if any."""
     if cal.holiday_country is None:
         return None
-    return _holiday_names(cal.holiday_country, cal.holiday_subdivision, day.year).get(day)
+    return holiday_names(cal.holiday_country, cal.holiday_subdivision, day.year).get(day)
 
 
 def day_windows(cal: Calendar, day: date) -> tuple[Window, ...]:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import calendar as weekdays
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
-
-import holidays
 
 from carebox.calendar import (
     ALWAYS_OPEN,
     Calendar,
     day_windows,
     holiday_name,
+    holiday_names,
     open_intervals,
 )
 from carebox.duration import format_duration
@@ -151,19 +149,12 @@ def plain(value: object, tz: tzinfo) -> object:
     return value
 
 
-@functools.lru_cache(maxsize=64)
-def _holiday_names(country: str, subdivision: str | None, year: int, language: str) -> dict[date, str]:
-    """A year's public holidays named in `language` (the package's own names when it lacks that language)."""
-    table = holidays.country_holidays(country, subdiv=subdivision, years=year, language=language)
-    return {day: str(name) for day, name in table.items()}
-
-
 def holiday_name_in(holiday: Holiday, language: str) -> str:
     """The holiday's name in `language` ("fr": "Noël"), its English name when that is unknown."""
     if language == "en":
         return holiday.name
     try:
-        names = _holiday_names(holiday.country, holiday.subdivision, holiday.day.year, language)
+        names = holiday_names(holiday.country, holiday.subdivision, holiday.day.year, language)
     except (NotImplementedError, KeyError, ValueError):
         return holiday.name
     return names.get(holiday.day, holiday.name)
