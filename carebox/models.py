@@ -316,6 +316,18 @@ class Incident(SQLModel, table=True):
     split_from_id: int | None = None
 
 
+class IncidentPolicyWindow(SQLModel, table=True):
+    """One stretch of an incident's SLA policy, and who switched it on and off (migration 0010; None: carebox)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    policy: str
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = _at()
+    on_user_id: int | None = Field(default=None, foreign_key="user.id")
+    off_user_id: int | None = Field(default=None, foreign_key="user.id")
+
+
 class IncidentDelivery(SQLModel, table=True):
     """Every attempt to tell someone about an incident (or an SLA escalation): who, when, what happened."""
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from carebox.errors import NotFound
 from carebox.models import MAX_ROW_ID
+from carebox.store import incident_policy as policy_store
 from carebox.store import incidents as store
 from web import incident_actions as act
 from web.keys import engine_key, user_key
@@ -23,6 +24,7 @@ INCIDENT_FIELDS = ("id", "account", "cluster_key", "title", "state", "severity",
 LINKED_FIELDS = ("id", "network", "account", "status", "language", "category", "cluster_key", "snippet",
                  "last_message_at", "last_outbound_at", "first_response_at")
 DELIVERY_FIELDS = ("at", "receiver", "action", "attempt", "outcome", "error")
+WINDOW_FIELDS = ("policy", "started_at", "ended_at", "on_user_id", "on_by", "off_user_id", "off_by")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -30,7 +32,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _incident(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**{k: row.get(k) for k in INCIDENT_FIELDS}, "policy_active": act.policy_active(row)}
+    return {**{k: row.get(k) for k in INCIDENT_FIELDS}, "policy_active": act.policy_active(row),
+            "policy_windows": [{k: w[k] for k in WINDOW_FIELDS} for w in row["policy_windows"]]}
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -88,8 +91,11 @@ def _conversation_id(request: web.Request) -> int:
 
 async def list_incidents(request: web.Request) -> web.Response:
     """GET /api/v1/incidents: unresolved first, then the most recent (100), of the accounts the user may see."""
-    rows = await store.list_incidents(request.app[engine_key], accounts=act.accounts_of(request[user_key]))
-    return _json({"items": [{**_incident(r), "linked": r["linked"]} for r in rows]})
+    engine = request.app[engine_key]
+    rows = await store.list_incidents(engine, accounts=act.accounts_of(request[user_key]))
+    windows = await policy_store.windows(engine, [r["id"] for r in rows])
+    return _json({"items": [{**_incident({**r, "policy_windows": windows[r["id"]]}), "linked": r["linked"]}
+                            for r in rows]})
 
 
 async def get_incident(request: web.Request) -> web.Response:
@@ -234,7 +240,13 @@ INCIDENT: dict[str, Any] = {"type": "object", "required": ["id", "account", "sta
     "started_at": _TIME, "detected_at": _TIME, "acknowledged_at": _TIME, "resolved_at": _TIME,
     "peak_count": {"type": "integer"}, "baseline": {"type": "number"}, "reason": {"type": "string"},
     "merged_into_id": _nullable("integer"), "split_from_id": _nullable("integer"), "policy": _nullable("string"),
-    "policy_at": _TIME, "policy_until": _TIME, "policy_active": {"type": "boolean"}}}
+    "policy_at": _TIME, "policy_until": _TIME, "policy_active": {"type": "boolean"},
+    "policy_windows": {"type": "array", "description": "every window of the incident SLA policy, oldest first; "
+                       "a null user (on_by, off_by) is carebox itself", "items": {
+        "type": "object", "required": ["policy", "started_at", "ended_at"], "properties": {
+            "policy": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "ended_at": _TIME,
+            "on_user_id": _nullable("integer"), "on_by": _nullable("string"),
+            "off_user_id": _nullable("integer"), "off_by": _nullable("string")}}}}}
 _IDS = {"type": "array", "items": {"type": "integer"}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "format": "int64"}}
 _CONV = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "integer", "format": "int64"}}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -14,6 +15,7 @@ from markupsafe import Markup, escape
 from carebox import sla, sla_explain
 from web import i18n
 from web.i18n import gettext as _
+from web.sla_forms import kind_names
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +47,12 @@ _WEEKDAYS = {"en": ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays",
 _TIME = Markup('<time datetime="{}">{}</time>')
 
 
-def french_duration(seconds: float) -> str:
-    """A duration as French writes it: "45 s", "12 min", "1 h 5 min", "2 j 3 h" (zero parts left out)."""
-    sign, s = ("-" if seconds < 0 else ""), int(abs(seconds))
-    if s < 60:
-        return f"{sign}{s} s"
-    if s < 3600:
-        return f"{sign}{s // 60} min"
-    big, small, units = (s // 3600, s % 3600 // 60, ("h", "min")) if s < 86400 else (s // 86400, s % 86400 // 3600, ("j", "h"))
-    return f"{sign}{big} {units[0]}" + (f" {small} {units[1]}" if small else "")
-
-
 def _french(value: object) -> object:
-    """The values French writes its own way; None for the others."""
+    """The values French writes its own way (called in French only); None for the others."""
     if isinstance(value, sla_explain.Duration):
-        return french_duration(value.seconds)
+        return i18n.duration(value.seconds)
     if isinstance(value, sla_explain.Hours):
-        return f"{round(value.seconds / 3600, 1):g} h ({french_duration(value.seconds)})".replace(".", ",")
+        return f"{round(value.seconds / 3600, 1):g} h ({i18n.duration(value.seconds)})".replace(".", ",")
     if isinstance(value, sla_explain.Name):
         return f"« {_(value.text) if value.term else value.text} »"
     if isinstance(value, sla_explain.Names):
@@ -152,3 +143,47 @@ def _incident_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], row: Map
                       "then); the conversation's own policy %(own)s returns when the incident is resolved.", values)]
     return [_line("Back on policy %(own)s at %(at)s after the incident policy: %(used)s min of business time used "
                   "before the incident count, the rest runs from then.", values)]
+
+
+# what each SLA event means to the person answering (%(target)s: the clock's name); "policy" has its own two lines
+_EVENTS = {
+    "activate": "%(target)s: clock started, due %(due)s (the customer expects an answer by %(expected)s)",
+    "pause": "%(target)s: paused while the conversation waits on the customer",
+    "resume": "%(target)s: running again, due %(due)s",
+    "warn": "%(target)s: due soon, at %(due)s",
+    "breach": "%(target)s: breached, it was due %(due)s",
+    "fulfil": "%(target)s: answered after %(wall)s (business time %(business)s)",
+    "rebase": "%(target)s: its calendar was edited, due %(due)s",
+    "escalate": "%(target)s: escalated (%(detail)s)",
+    "resolve": "Conversation resolved: every clock stops",
+}
+_SWITCHED = re.compile(r"policy \S+ -> (\S+)$")  # the detail of a "policy" event (carebox.store.incident_policy)
+
+
+def event_lines(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation's SLA events as a community manager reads them: at, kind and a translated line."""
+    return [{"at": e["at"], "kind": e["kind"], "text": _event_line(e)} for e in events]
+
+
+def _event_line(event: Mapping[str, Any]) -> Markup:
+    target = kind_names().get(event["target"], event["target"])
+    due = event.get("business_due")
+    values = {"target": target, "due": _near(due, event["at"]) if due else "—", "detail": event.get("detail") or "",
+              "expected": _near(event["wall_due"], event["at"]) if event.get("wall_due") else "—",
+              "wall": sla_explain.Duration(event.get("wall_s") or 0.0),
+              "business": sla_explain.Duration(event.get("business_s") or 0.0)}
+    if event["kind"] == "policy" and (switched := _SWITCHED.search(event.get("detail") or "")):
+        values["policy"] = sla_explain.Name(switched.group(1))
+        template = ("%(target)s: on the incident policy %(policy)s, due %(due)s"
+                    if event["detail"].startswith("incident #") else
+                    "%(target)s: back on its own policy %(policy)s after the incident, due %(due)s")
+        return _line(template, values)
+    if event["kind"] == "fulfil" and event.get("wall_s") is None:
+        return _line("%(target)s: answered", values)
+    return _line(_EVENTS.get(event["kind"], "%(target)s: " + event["kind"]), values)
+
+
+def _near(instant: datetime, at: datetime) -> object:
+    """An instant as a line shows it: its time of day alone when it falls on the day of the event."""
+    zone = i18n.CURRENT.get().zone()
+    return sla_explain.HourOf(instant) if instant.astimezone(zone).date() == at.astimezone(zone).date() else instant

@@ -91,8 +91,18 @@ def local(value: datetime | None, fmt: str = "short") -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A short duration ("1h 05m", "2d 3h"); French uses "j" for days."""
+    """A duration in the current language: "1h 05m", "2d 3h" in English; "1 h 5 min", "2 j 3 h" in French."""
     if seconds is None:
         return ""
-    text = format_duration(seconds)
-    return text.replace("d ", "j ") if CURRENT.get().language == "fr" else text
+    return _french_duration(seconds) if CURRENT.get().language == "fr" else format_duration(seconds)
+
+
+def _french_duration(seconds: float) -> str:
+    """A duration as French writes it: "45 s", "12 min", "1 h 5 min", "2 j 3 h" (zero parts left out)."""
+    sign, s = ("-" if seconds < 0 else ""), int(abs(seconds))
+    if s < 60:
+        return f"{sign}{s} s"
+    if s < 3600:
+        return f"{sign}{s // 60} min"
+    big, small, units = (s // 3600, s % 3600 // 60, ("h", "min")) if s < 86400 else (s // 86400, s % 86400 // 3600, ("j", "h"))
+    return f"{sign}{big} {units[0]}" + (f" {small} {units[1]}" if small else "")

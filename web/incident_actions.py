@@ -52,12 +52,13 @@ def accounts_of(user: User) -> frozenset[str] | None:
 
 
 async def load(app: web.Application, user: User, incident_id: int) -> dict[str, Any]:
-    """The incident with the linked conversations `user` may see; NotFound when it does not exist or belongs to an
-    account they cannot see."""
+    """The incident with the linked conversations `user` may see and every window of its SLA policy; NotFound when
+    it does not exist or belongs to an account they cannot see."""
     found = await store.incident(app[engine_key], incident_id)
     accounts, scope = accounts_of(user), scope_of(user)
     if found is None or (accounts is not None and found["account"] not in accounts):
         raise NotFound(f"incident {incident_id}")
+    found["policy_windows"] = (await policy_store.windows(app[engine_key], [incident_id]))[incident_id]
     if scope is not None:
         found["conversations"] = [c for c in found["conversations"] if (c["network"], c["account"]) in scope]
     return found
@@ -92,6 +93,7 @@ async def _reconcile_incident(app: web.Application, incident_id: int, now: datet
 async def _policy_ended(app: web.Application, user: User, found: Mapping[str, Any], now: datetime, reason: str) -> None:
     """Audit the end of an incident's SLA policy that came with another action (resolve, merge)."""
     if policy_active(found):
+        await policy_store.end_window(app[engine_key], found["id"], now, user["id"])
         await actions.record_audit(app[engine_key], now, user["id"], "incident.policy_off", incident_id=found["id"],
                                    policy=found["policy"], reason=reason)
 
@@ -207,6 +209,7 @@ async def split(app: web.Application, user: User, incident_id: int, conversation
         new_id, moved = await store.split(engine, incident_id, ids, title, now)
     except ValueError as err:
         raise Refused(_(str(err))) from None
+    await policy_store.copy_windows(engine, incident_id, new_id)
     await actions.record_audit(engine, now, user["id"], "incident.split", incident_id=incident_id, into=new_id,
                                conversations=ids, title=title)
     log.info("incident %d: %d conversations split off into incident %d by user %d", incident_id, moved, new_id, user["id"])
@@ -224,8 +227,8 @@ async def switch_policy(app: web.Application, user: User, incident_id: int, on: 
         raise Refused(_("No incident SLA policy is configured ([incidents] policy)."))
     if on and found["state"] == "resolved":
         raise Refused(_("The incident is resolved: its conversations follow their own policy."))
-    changed = await (policy_store.switch_on(engine, incident_id, name, now) if on and name is not None
-                     else policy_store.switch_off(engine, incident_id, now))
+    changed = await (policy_store.switch_on(engine, incident_id, name, now, user["id"]) if on and name is not None
+                     else policy_store.switch_off(engine, incident_id, now, user["id"]))
     moved = 0
     if changed:
         moved = await _reconcile_incident(app, incident_id, now)

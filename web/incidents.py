@@ -13,13 +13,13 @@ import aiohttp_jinja2
 import orjson
 from aiohttp import web
 
-from carebox.duration import format_duration
 from carebox.errors import NotFound
 from carebox.incident_policy import TEMPLATES, IncidentSettings, render
 from carebox.models import MAX_ROW_ID
 from carebox.store import incidents as store
 from web import incident_actions as act
 from web.auth import csrf_token, has_role
+from web.i18n import duration
 from web.i18n import gettext as _
 from web.incident_chart import CHART_BEFORE, chart
 from web.keys import clocks_key, engine_key, now_key, settings_key, user_key
@@ -115,11 +115,26 @@ def _policy_view(request: web.Request, found: dict[str, Any]) -> dict[str, Any]:
     """The incident SLA policy as the page shows it: configured or not, its targets, in force or not."""
     sla, name, targets = request.app[clocks_key].settings, act.configured_policy(request.app), ""
     if name is not None:
-        targets = ", ".join(f"{_(t.kind.value)} {format_duration(t.seconds)} ({t.calendar or '24/7'})"
+        targets = ", ".join(f"{_(t.kind.value)} {duration(t.seconds)} ({t.calendar or '24/7'})"
                             for t in sla.policy(name).targets)
-    return {"name": name, "targets": targets, "active": act.policy_active(found), "used": found["policy"],
-            "since": found["policy_at"], "until": found["policy_until"],
+    active = act.policy_active(found)
+    windows = [_window_view(w, found) for w in found["policy_windows"]]
+    return {"name": name, "targets": targets, "active": active, "used": found["policy"], "since": found["policy_at"],
+            "current": windows[-1] if active and windows else None, "past": windows[:-1] if active else windows,
             "auto": request.app[settings_key].incidents.auto_policy}
+
+
+def _window_view(window: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """One window of the incident policy as the page tells it: when, and who switched it on and off."""
+    if window["on_by"]:
+        on = _("by %(name)s") % {"name": window["on_by"]}
+    else:
+        on = _("by the detector") if found["source"] == "detector" else _("by carebox ([incidents] auto_policy)")
+    if window["off_by"]:
+        off = _("by %(name)s") % {"name": window["off_by"]}
+    else:
+        off = _("when the incident was resolved") if found["state"] == "resolved" else _("by carebox")
+    return {**window, "on": on, "off": off}
 
 
 async def page(request: web.Request) -> web.Response:

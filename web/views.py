@@ -255,6 +255,7 @@ async def conversation_context(request: web.Request, conv: dict[str, Any] | None
         "csrf": await csrf_token(request), "error": request.query.get("error"), "canned": canned,
         "reply_limit": app[inbox_settings_key].reply_limit(conv["network"]),
         "why": explain.why_lines(sla, conv, now), "status_effects": explain.status_effects(sla, conv),
+        "sla_events": explain.event_lines(conv["sla_events"]),
         "people": app[presence_key].who(conv["id"]), "is_manager": has_role(user, "manager"), "hold": None,
         "draft": "", "reply_kinds": reply_kinds(app[connectors_key], conv), "kind": "",
     }

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox.errors import NotFound
+from carebox.models import IncidentPolicyWindow, User
 from carebox.store.actions import record_audit
 from carebox.store.engine import write_transaction
 from carebox.store.incidents import incident_t
@@ -17,6 +18,8 @@ from carebox.store.ingest import clock_t, conversation_t, event_t
 
 CONVERSATION_FACTS = ("network", "account", "priority", "category", "language", "tags")
 RECENT = timedelta(days=1)  # the tick keeps re-checking an incident this long after its policy ended
+window_t: sa.Table = IncidentPolicyWindow.__table__  # type: ignore[attr-defined]
+user_t: sa.Table = User.__table__  # type: ignore[attr-defined]
 
 
 class PolicyClocks(Protocol):
@@ -34,8 +37,9 @@ def _active() -> Any:
                    incident_t.c.state != "resolved")
 
 
-async def switch_on(engine: AsyncEngine, incident_id: int, policy: str, at: datetime) -> bool:
-    """Put an incident's conversations on `policy` from `at`; False when it already is or is resolved."""
+async def switch_on(engine: AsyncEngine, incident_id: int, policy: str, at: datetime, by: int | None = None) -> bool:
+    """Put an incident's conversations on `policy` from `at` (a new window, switched on by user `by`); False when
+    it already is or is resolved."""
     async with write_transaction(engine) as conn:
         row = (await conn.execute(sa.select(incident_t).where(incident_t.c.id == incident_id))).first()
         if row is None:
@@ -44,6 +48,7 @@ async def switch_on(engine: AsyncEngine, incident_id: int, policy: str, at: date
             return False
         await conn.execute(incident_t.update().where(incident_t.c.id == incident_id).values(
             policy=policy, policy_at=at, policy_until=None))
+        await _open_window(conn, incident_id, policy, at, by)
         return True
 
 
@@ -54,18 +59,73 @@ async def switch_on_automatically(engine: AsyncEngine, incident_id: int, policy:
         switched = (await conn.execute(incident_t.update().where(
             incident_t.c.id == incident_id, incident_t.c.policy.is_(None), incident_t.c.state != "resolved")
             .values(policy=policy, policy_at=at, policy_until=None))).rowcount
+        if switched:
+            await _open_window(conn, incident_id, policy, at, None)
     if switched:
         await record_audit(engine, at, None, "incident.policy_on", incident_id=incident_id, policy=policy, by="system",
                            reason=reason)
     return bool(switched)
 
 
-async def switch_off(engine: AsyncEngine, incident_id: int, at: datetime) -> bool:
-    """End an incident's policy at `at` (by hand or because it was resolved); False when none was in force."""
+async def switch_off(engine: AsyncEngine, incident_id: int, at: datetime, by: int | None = None) -> bool:
+    """End an incident's policy at `at` (by user `by`, or because it was resolved); False when none was in force."""
     async with write_transaction(engine) as conn:
-        return bool((await conn.execute(incident_t.update().where(
+        ended = bool((await conn.execute(incident_t.update().where(
             incident_t.c.id == incident_id, incident_t.c.policy.is_not(None), incident_t.c.policy_until.is_(None))
             .values(policy_until=at))).rowcount)
+        if ended:
+            await _close_window(conn, incident_id, at, by)
+        return ended
+
+
+async def end_window(engine: AsyncEngine, incident_id: int, at: datetime, by: int | None) -> None:
+    """Record who ended the window of a policy that ended with its incident (resolved or merged by user `by`)."""
+    async with write_transaction(engine) as conn:
+        await _close_window(conn, incident_id, at, by)
+
+
+async def copy_windows(engine: AsyncEngine, source_id: int, target_id: int) -> None:
+    """Give an incident split from another one the windows of its parent: its conversations lived through them."""
+    columns = [c for c in window_t.c if c.name not in ("id", "incident_id")]
+    async with write_transaction(engine) as conn:
+        await conn.execute(window_t.insert().from_select(
+            ["incident_id", *(c.name for c in columns)],
+            sa.select(sa.literal(target_id), *columns).where(window_t.c.incident_id == source_id).order_by(window_t.c.id)))
+
+
+async def _open_window(conn: AsyncConnection, incident_id: int, policy: str, at: datetime, by: int | None) -> None:
+    await conn.execute(window_t.insert().values(incident_id=incident_id, policy=policy, started_at=at, on_user_id=by))
+
+
+async def _close_window(conn: AsyncConnection, incident_id: int, at: datetime, by: int | None) -> None:
+    await conn.execute(window_t.update().where(window_t.c.incident_id == incident_id, window_t.c.ended_at.is_(None))
+                       .values(ended_at=at, off_user_id=by))
+
+
+async def windows(engine: AsyncEngine, incident_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """Every window of each incident's SLA policy, oldest first: policy, started_at, ended_at (None: in force), and
+    who switched it on and off (on_user_id, on_by, off_user_id, off_by; None: carebox). A window that ended with
+    its incident ends when the incident's policy did."""
+    ids = sorted(set(incident_ids))
+    found: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    on, off = user_t.alias("on_user"), user_t.alias("off_user")
+    query = (sa.select(window_t.c.incident_id, window_t.c.policy, window_t.c.started_at,
+                       sa.func.coalesce(window_t.c.ended_at, incident_t.c.policy_until).label("ended_at"),
+                       window_t.c.on_user_id, _name(on).label("on_by"), window_t.c.off_user_id, _name(off).label("off_by"))
+             .join(incident_t, incident_t.c.id == window_t.c.incident_id)
+             .outerjoin(on, on.c.id == window_t.c.on_user_id).outerjoin(off, off.c.id == window_t.c.off_user_id)
+             .where(window_t.c.incident_id.in_(ids)).order_by(window_t.c.incident_id, window_t.c.started_at, window_t.c.id))
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            found[row.incident_id].append({k: v for k, v in row._mapping.items() if k != "incident_id"})
+    return found
+
+
+def _name(user: sa.Table) -> Any:
+    """How a user is named on the page: their display name, else their login."""
+    return sa.func.coalesce(sa.func.nullif(user.c.display_name, ""), user.c.username)
 
 
 async def reconcile(engine: AsyncEngine, book: PolicyClocks, name: str | None, now: datetime,

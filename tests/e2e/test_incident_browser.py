@@ -1,5 +1,6 @@
 """An incident in a real browser: an agent switches its conversations to the incident SLA policy, previews and
-sends the acknowledgement per network and language; a manager splits a conversation off to a new incident."""
+sends the acknowledgement per network and language; a manager splits a conversation off to a new incident, then
+switches the policy off and on again, and the page lists both windows with who switched them."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ async def test_agent_switches_policy_and_acknowledges_then_manager_splits(served
     assert await page.locator("figure.chart svg").count() == 1
     await page.click("button:has-text('Switch to the incident policy')")
     await page.wait_for_selector("text=are on the incident policy incident")
+    assert "Switched on by Camille Martin." in await page.inner_text("p.policy-current")
     groups = page.locator("fieldset.ack-group")
     assert await groups.count() >= 2  # X and other networks, English and French
     await page.fill("textarea[name=text_x_en]", "We know about 4G in Lyon.")
@@ -62,3 +64,9 @@ async def test_agent_switches_policy_and_acknowledges_then_manager_splits(served
     await manager.click("button:has-text('Move the ticked conversations')")
     await manager.wait_for_selector("text=Split from")
     assert "4G Paris" in await manager.title() or await manager.locator("h1:has-text('4G Paris')").count() == 1
+    await manager.goto(f"{base}/incidents/{incident_id}")
+    await manager.click("button:has-text('Back to their own policy')")
+    await manager.click("button:has-text('Switch to the incident policy again')")
+    await manager.wait_for_selector("text=Earlier windows of the incident policy")
+    assert "Switched on by Léa Petit." in await manager.inner_text("p.policy-current")
+    assert "Switched on by Camille Martin, off by Léa Petit." in await manager.inner_text("ul.policy-windows")

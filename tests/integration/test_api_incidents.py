@@ -120,6 +120,24 @@ async def test_an_agent_token_switches_the_incident_policy_on_and_off_and_is_ref
     assert await _audited(api) == ["incident.policy_on", "incident.policy_off"]
 
 
+async def test_every_window_of_the_incident_policy_is_read_with_who_switched_it_on_and_off(api, mention):
+    incident_id, _ids = await _incident(api, mention)
+    path = f"/api/v1/incidents/{incident_id}/policy"
+    for who, active in (("agent", True), ("manager", False), ("agent", True)):
+        assert (await call(api, who, "PUT", path, {"active": active}))[0] == 200
+    status, found = await call(api, "agent", "GET", f"/api/v1/incidents/{incident_id}")
+    first, second = found["policy_windows"]
+    assert status == 200 and found["policy_at"] == second["started_at"] and found["policy_until"] is None
+    assert (first["on_by"], first["off_by"], second["on_by"], second["off_by"]) == ("agent", "manager", "agent", None)
+    assert first["ended_at"] is not None and second["ended_at"] is None and second["policy"] == "incident"
+    status, done = await call(api, "manager", "POST", f"/api/v1/incidents/{incident_id}/resolve")
+    assert status == 200 and done["policy_windows"][1]["ended_at"] == done["resolved_at"] == done["policy_until"]
+    assert done["policy_windows"][1]["off_by"] == "manager" and done["policy_windows"][1]["off_user_id"] is not None
+    status, listed = await call(api, "agent", "GET", "/api/v1/incidents")
+    [item] = [i for i in listed["items"] if i["id"] == incident_id]
+    assert item["policy_windows"] == done["policy_windows"]
+
+
 async def test_the_incident_policy_cannot_be_switched_on_a_resolved_incident(api, mention):
     incident_id, ids = await _incident(api, mention)
     await call(api, "manager", "POST", f"/api/v1/incidents/{incident_id}/resolve")
