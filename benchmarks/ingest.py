@@ -78,28 +78,33 @@ class Probe:
 
     def __init__(self, db: str) -> None:
         self.db = db
-        self.pending: dict[str, float] = {}
+        self.pending: dict[tuple[str, str], float] = {}  # (network, external_id) -> arrival
         self.latency: list[float] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="visibility-probe", daemon=True)
 
-    def arrive(self, external_id: str, at: float) -> None:
+    def arrive(self, network: str, external_id: str, at: float) -> None:
         with self.lock:
-            self.pending[external_id] = at
+            self.pending[(network, external_id)] = at
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.db, check_same_thread=False)
         while not self.stop.is_set() or self.pending:
             with self.lock:
-                ids = list(self.pending)
-            if ids:
+                keys = list(self.pending)
+            by_network: dict[str, list[str]] = {}
+            for network, external_id in keys:
+                by_network.setdefault(network, []).append(external_id)
+            for network, ids in by_network.items():
+                # by (network, external_id), the unique index the inbox uses: external_id alone scans the table
                 marks = ",".join("?" * len(ids))
-                seen = [r[0] for r in conn.execute(f"SELECT external_id FROM mention WHERE external_id IN ({marks})", ids)]
+                seen = [r[0] for r in conn.execute(
+                    f"SELECT external_id FROM mention WHERE network = ? AND external_id IN ({marks})", [network, *ids])]
                 now = time.perf_counter()
                 with self.lock:
                     for external_id in seen:
-                        self.latency.append(now - self.pending.pop(external_id))
+                        self.latency.append(now - self.pending.pop((network, external_id)))
             self.stop.wait(0.02)  # 20 ms resolution: polling faster steals CPU from the pipeline
         conn.close()
 
@@ -168,7 +173,7 @@ async def produce(queue: EmbeddedQueue, mentions: list[InboundMention], rate: fl
         for j, m in enumerate(chunk):
             arrivals[m.external_id] = now
             if (k + j) % PROBE_EVERY == 0:
-                probe.arrive(m.external_id, now)
+                probe.arrive(m.network, m.external_id, now)
         await queue.put(IngestBatch(source="bench", mentions=tuple(chunk), cursor=str(k + len(chunk))))
 
 

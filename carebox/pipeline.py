@@ -47,6 +47,7 @@ __all__ = ["FIRST_RESPONSE", "NEXT_RESPONSE", "SNIPPET", "UNKNOWN_ACCOUNT", "Clo
 _INBOUND = Direction.INBOUND
 _CLOCK_COLUMNS = tuple(c.name for c in sql.clock_t.columns if c.name != "id")
 _NO_CLOCK_VALUES = dict.fromkeys(_CLOCK_COLUMNS)
+_NEW_ID_TABLES = (sql.customer_t, sql.conversation_t, sql.clock_t)  # the tables whose new ids ingest allocates
 
 
 class Pipeline:
@@ -107,10 +108,12 @@ class Pipeline:
         async with write_transaction(self.engine) as conn:
             stored = await sql.mention_conversations(conn, fresh)
             new = sorted((m for key, m in fresh.items() if key not in stored), key=_created_at)
-            await self._thread(conn, work, new, triaged)
-            await self._write(conn, work, sent_by or {})
-            await sql.insert_rows(conn, sql.dead_letter_t, [self._dead_letter(r, now) for r in rejected])
-            await sql.save_cursors(conn, cursors, now)
+            writes = await sql.Writes.open(conn, _NEW_ID_TABLES if new else ())
+            await self._thread(writes, work, new, triaged)
+            await self._write(writes, work, sent_by or {})
+            await writes.insert_rows(sql.dead_letter_t, [self._dead_letter(r, now) for r in rejected])
+            await writes.save_cursors(cursors, now)
+            await writes.flush()
         metrics.MENTIONS_INGESTED.inc(len(work.mentions))
         metrics.DEAD_LETTERS.inc(len(rejected))
         if work.mentions:
@@ -127,11 +130,12 @@ class Pipeline:
     def _dead_letter(r: Rejected, now: datetime) -> dict[str, Any]:
         return {"source": r.source, "payload": r.payload, "reason": r.reason, "created_at": now}
 
-    async def _thread(self, conn: Any, work: Work, fresh: list[InboundMention],
+    async def _thread(self, writes: sql.Writes, work: Work, fresh: list[InboundMention],
                       triaged: Mapping[tuple[str, str], Triage]) -> None:
         """Attach every new mention to a conversation, creating conversations as needed."""
+        conn = writes.conn
         inbound = [m for m in fresh if m.direction is _INBOUND]
-        customers = await sql.customers_for(conn, self._people(inbound), work.now)
+        customers = await sql.customers_for(writes, self._people(inbound), work.now)
         parents = await sql.mention_conversations(
             conn, [(m.network, m.in_reply_to) for m in fresh if m.in_reply_to]
         )
@@ -184,20 +188,20 @@ class Pipeline:
             }
         return list(people.values())
 
-    async def _write(self, conn: Any, work: Work, sent_by: Mapping[str, int]) -> None:
-        await sql.insert_returning_ids(conn, sql.conversation_t, [c.row for c in work.new_convs])  # sets row["id"]
-        await sql.update_by_id(conn, sql.conversation_t, [c.row for c in work.convs.values() if c.dirty])
+    async def _write(self, writes: sql.Writes, work: Work, sent_by: Mapping[str, int]) -> None:
+        await writes.insert_returning_ids(sql.conversation_t, [c.row for c in work.new_convs])  # sets row["id"]
+        await writes.update_by_id(sql.conversation_t, [c.changes() for c in work.convs.values() if c.dirty])
         mention_rows = []
         for row, conv in work.mentions:
             row["conversation_id"] = conv.row["id"] if conv is not None else None
             if sent_by:
                 row["sent_by_user_id"] = sent_by.get(row["external_id"])
             mention_rows.append(row)
-        await sql.insert_mentions(conn, mention_rows)
-        await self._write_clocks(conn, work)
+        await writes.insert_mentions(mention_rows)
+        await self._write_clocks(writes, work)
 
     @staticmethod
-    async def _write_clocks(conn: Any, work: Work) -> None:
+    async def _write_clocks(writes: sql.Writes, work: Work) -> None:
         fresh, rows, changed = [], [], []
         for conv in [*work.convs.values(), *work.new_convs]:
             for clock in conv.clocks:
@@ -212,15 +216,15 @@ class Pipeline:
                     rows.append(row)
                 elif clock.pop("dirty", False):
                     changed.append({k: clock[k] for k in ("id", *_CLOCK_COLUMNS) if k in clock})
-        for clock, clock_id in zip(fresh, await sql.insert_returning_ids(conn, sql.clock_t, rows), strict=True):
+        for clock, clock_id in zip(fresh, await writes.insert_returning_ids(sql.clock_t, rows), strict=True):
             clock["id"] = clock_id
-        await sql.update_by_id(conn, sql.clock_t, changed)
+        await writes.update_by_id(sql.clock_t, changed)
         events = []
         for conv, event in work.events:
             clock = event.pop("clock")
             event["conversation_id"], event["clock_id"] = conv.row["id"], clock.get("id")
             events.append(event)
-        await sql.insert_rows(conn, sql.event_t, events)
+        await writes.insert_rows(sql.event_t, events)
 
 
 def _created_at(m: InboundMention) -> datetime:

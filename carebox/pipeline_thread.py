@@ -53,6 +53,13 @@ class Conv:
     new: bool = False
     dirty: bool = False
     clocks: list[dict[str, Any]] = field(default_factory=list)
+    stored: dict[str, Any] = field(default_factory=dict)  # the row as read, for `changes`
+
+    def changes(self) -> dict[str, Any]:
+        """The id and the columns this transaction changed: an UPDATE that leaves the other columns out does
+        not rewrite the indexes that hold only those (the conversation table has seven)."""
+        stored = self.stored
+        return {"id": self.row["id"], **{k: v for k, v in self.row.items() if stored[k] != v}}
 
 
 @dataclass(slots=True)
@@ -72,7 +79,7 @@ class Work:
         """The stored conversation `row`, tracked once per id."""
         conv = self.convs.get(row["id"])
         if conv is None:
-            conv = self.convs[row["id"]] = Conv(row)
+            conv = self.convs[row["id"]] = Conv(row, stored=dict(row))
         return conv
 
 

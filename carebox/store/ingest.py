@@ -1,11 +1,11 @@
-"""The ingest hot path's SQL: batched lookups and Core writes, all inside the caller's transaction."""
+"""The ingest hot path's SQL: batched look-ups and writes, all inside the caller's transaction (on SQLite through
+the driver, `ingest_driver`; on PostgreSQL through Core)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from carebox.models import (
     SlaEvent,
     UTCDateTime,
 )
+from carebox.store import ingest_driver as driver
 
 CHUNK = 500
 conversation_t: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
@@ -52,6 +53,19 @@ _RECENT_COUNTS_IN = (sa.select(conversation_t.c.customer_id, sa.func.count())
                             conversation_t.c.first_message_at >= sa.bindparam("since", type_=UTCDateTime()))
                      .group_by(conversation_t.c.customer_id))
 _RUNNING_CLOCKS_IN = sa.select(clock_t).where(clock_t.c.conversation_id.in_(_IDS), clock_t.c.fulfilled_at.is_(None))
+
+
+_CONVERSATION_KEYS = tuple(c.name for c in _CONVERSATIONS_IN.selected_columns)
+_CLOCK_KEYS = tuple(c.name for c in _RUNNING_CLOCKS_IN.selected_columns)
+
+
+async def _rows(conn: AsyncConnection, stmt: sa.Select[Any], params: dict[str, Any], *,
+                for_update: bool = False) -> Sequence[Sequence[Any]]:
+    """A look-up's rows as tuples: through Core on PostgreSQL (`for_update` locks them), through the driver in
+    one hand-off on SQLite (whose write transaction already excludes other writers)."""
+    if _is_pg(conn):
+        return list(await conn.execute(stmt.with_for_update() if for_update else stmt, params))
+    return await driver.fetch(conn, stmt, params)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -93,14 +107,14 @@ async def mention_conversations(conn: AsyncConnection, keys: Iterable[tuple[str,
     found: dict[tuple[str, str], int | None] = {}
     for network, ids in by_network.items():
         for chunk in _chunks(ids):
-            rows = await conn.execute(_MENTIONS_IN, {"network": network, "ids": list(chunk)})
-            for external_id, conversation_id in rows:
+            for external_id, conversation_id in await _rows(conn, _MENTIONS_IN, {"network": network, "ids": list(chunk)}):
                 found[(network, external_id)] = conversation_id
     return found
 
 
-async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]], now: datetime) -> dict[tuple[str, str], int]:
+async def customers_for(writes: Writes, people: Sequence[dict[str, Any]], now: datetime) -> dict[tuple[str, str], int]:
     """Customer ids for (network, external_user_id) identities, creating customers and identities as needed."""
+    conn = writes.conn
     wanted = {(p["network"], p["external_user_id"]): p for p in people}
     await lock_ingest(conn)
     found: dict[tuple[str, str], int] = {}
@@ -110,21 +124,21 @@ async def customers_for(conn: AsyncConnection, people: Sequence[dict[str, Any]],
         by_network.setdefault(network, []).append(user_id)
     for network, ids in by_network.items():
         for chunk in _chunks(ids):
-            rows = await conn.execute(_IDENTITIES_IN, {"network": network, "ids": list(chunk)})
+            rows = await _rows(conn, _IDENTITIES_IN, {"network": network, "ids": list(chunk)})
             for user_id, customer_id, identity_id, handle, followers in rows:
                 found[(network, user_id)] = customer_id
                 p = wanted[(network, user_id)]
                 if p["handle"] != handle or (p["followers"] is not None and p["followers"] != followers):
                     changed.append({"id": identity_id, "handle": p["handle"], "verified": p["verified"],
                                     "followers": followers if p["followers"] is None else p["followers"]})
-    await update_by_id(conn, identity_t, changed)  # one executemany, not one UPDATE per identity
+    await writes.update_by_id(identity_t, changed)  # one executemany, not one UPDATE per identity
     missing = [p for key, p in wanted.items() if key not in found]
-    new_ids = await insert_returning_ids(
-        conn, customer_t, [{"display_name": p["display_name"] or p["handle"], "created_at": now} for p in missing]
+    new_ids = await writes.insert_returning_ids(
+        customer_t, [{"display_name": p["display_name"] or p["handle"], "created_at": now} for p in missing]
     )
     for p, customer_id in zip(missing, new_ids, strict=True):
         found[(p["network"], p["external_user_id"])] = customer_id
-    await insert_rows(conn, identity_t, [{**p, "customer_id": found[(p["network"], p["external_user_id"])]} for p in missing])
+    await writes.insert_rows(identity_t, [{**p, "customer_id": found[(p["network"], p["external_user_id"])]} for p in missing])
     return found
 
 
@@ -132,9 +146,8 @@ async def conversations_by_id(conn: AsyncConnection, ids: Iterable[int]) -> dict
     """Conversation rows by id."""
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(ids))):
-        stmt = _CONVERSATIONS_IN
-        for row in await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt, {"ids": list(chunk)}):
-            out[row.id] = dict(row._mapping)
+        for row in await _rows(conn, _CONVERSATIONS_IN, {"ids": list(chunk)}, for_update=True):
+            out[row[0]] = dict(zip(_CONVERSATION_KEYS, row, strict=True))
     return out
 
 
@@ -142,12 +155,11 @@ async def latest_open_conversations(conn: AsyncConnection, customer_ids: Iterabl
     """The latest unresolved conversation per (network, account, customer id) for these customers."""
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(customer_ids))):
-        stmt = _OPEN_CONVERSATIONS_IN
         # on PostgreSQL the rows are locked and re-read at their latest committed version, so two
         # workers never both update a conversation from the same stale copy
-        rows = await conn.execute(stmt.with_for_update() if _is_pg(conn) else stmt, {"ids": list(chunk)})
-        for row in rows:
-            out[(row.network, row.account, row.customer_id)] = dict(row._mapping)
+        for row in await _rows(conn, _OPEN_CONVERSATIONS_IN, {"ids": list(chunk)}, for_update=True):
+            conv = dict(zip(_CONVERSATION_KEYS, row, strict=True))
+            out[(conv["network"], conv["account"], conv["customer_id"])] = conv
     return out
 
 
@@ -155,8 +167,7 @@ async def recent_conversation_counts(conn: AsyncConnection, customer_ids: Iterab
     """How many conversations each customer opened since `since` (repeat contact)."""
     out: dict[int, int] = {}
     for chunk in _chunks(sorted(set(customer_ids))):
-        rows = await conn.execute(_RECENT_COUNTS_IN, {"ids": list(chunk), "since": since})
-        out.update({customer_id: n for customer_id, n in rows})
+        out.update(await _rows(conn, _RECENT_COUNTS_IN, {"ids": list(chunk), "since": since}))
     return out
 
 
@@ -164,156 +175,122 @@ async def running_clocks(conn: AsyncConnection, conversation_ids: Iterable[int])
     """Unfinished SLA clocks per conversation."""
     out: dict[int, list[dict[str, Any]]] = {}
     for chunk in _chunks(sorted(set(conversation_ids))):
-        rows = await conn.execute(_RUNNING_CLOCKS_IN, {"ids": list(chunk)})
-        for row in rows:
-            out.setdefault(row.conversation_id, []).append(dict(row._mapping))
+        for row in await _rows(conn, _RUNNING_CLOCKS_IN, {"ids": list(chunk)}):
+            clock = dict(zip(_CLOCK_KEYS, row, strict=True))
+            out.setdefault(clock["conversation_id"], []).append(clock)
     return out
 
 
-async def insert_returning_ids(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert rows in batched statements; sets each row's "id" and returns the ids in the order of `rows`."""
-    if not rows:
-        return []
-    if conn.dialect.name != "sqlite":
-        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-        ids = list((await conn.execute(stmt, list(rows))).scalars())
+@lru_cache(maxsize=8)
+def _maxima(tables: tuple[sa.Table, ...]) -> sa.Select[Any]:
+    return sa.select(*(sa.select(sa.func.max(t.c.id)).scalar_subquery() for t in tables))
+
+
+class Writes:
+    """The writes of one ingest transaction, in the order they are asked for.
+
+    On SQLite they are queued as driver parameter tuples and run by `flush` in one hand-off to aiosqlite's
+    thread (`ingest_driver`); the ids of new rows come from the maxima read by `open`, which is safe because
+    the transaction holds the write lock from BEGIN IMMEDIATE. On PostgreSQL each write runs at once through
+    Core (RETURNING gives the ids)."""
+
+    def __init__(self, conn: AsyncConnection, next_ids: dict[str, int] | None = None) -> None:
+        self.conn = conn
+        self.queue: list[driver.Statement] | None = None if _is_pg(conn) else []
+        self.next_ids = next_ids or {}
+
+    @classmethod
+    async def open(cls, conn: AsyncConnection, tables: Sequence[sa.Table] = ()) -> Writes:
+        """Writes on `conn`; on SQLite, the next ids of `tables` (those given to `insert_returning_ids`) in one read."""
+        if _is_pg(conn) or not tables:
+            return cls(conn)
+        [maxima] = await driver.fetch(conn, _maxima(tuple(tables)), {})
+        return cls(conn, {t.name: (m or 0) + 1 for t, m in zip(tables, maxima, strict=True)})
+
+    async def insert_returning_ids(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert rows; sets each row's "id" and returns the ids in the order of `rows`."""
+        if not rows:
+            return []
+        if self.queue is None:
+            stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+            ids = list((await self.conn.execute(stmt, list(rows))).scalars())
+        else:
+            first = self.next_ids[table.name]
+            ids = list(range(first, first + len(rows)))
+            self.next_ids[table.name] = first + len(rows)
         for row, i in zip(rows, ids, strict=True):
             row["id"] = i
+        if self.queue is not None:
+            await self._insert(table, rows)
         return ids
-    # SQLite cannot correlate an executemany's RETURNING rows; inside a write transaction (which
-    # holds the write lock from BEGIN IMMEDIATE) the next ids are ours to allocate.
-    first = ((await conn.exec_driver_sql(f'SELECT max(id) FROM "{table.name}"')).scalar() or 0) + 1
-    ids = list(range(first, first + len(rows)))
-    for row, i in zip(rows, ids, strict=True):
-        row["id"] = i
-    await _driver_insert(conn, table, rows)
-    return ids
 
-
-async def update_by_id(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Update rows by their `id` key, one executemany per set of columns."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
-    for cols, group in by_columns.items():
-        if _is_pg(conn) or not cols:
+    async def update_by_id(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Update rows by their `id` key, one executemany per set of columns."""
+        if self.queue is not None:
+            self.queue += driver.update_statements(table, rows)
+            return
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
+        for cols, group in by_columns.items():
+            if not cols:  # nothing changed
+                continue
             stmt = table.update().where(table.c.id == sa.bindparam("b_id")).values(
                 {c: sa.bindparam("b_" + c) for c in cols}
             )
-            await conn.execute(stmt, [{("b_" + k): v for k, v in row.items()} for row in group])
-            continue
-        convert = _converters(table, (*cols, "id"))
-        sets = ", ".join(f'"{c}" = ?' for c in cols)
-        await conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE id = ?', _tuples(convert, group))
+            await self.conn.execute(stmt, [{("b_" + k): v for k, v in row.items()} for row in group])
+
+    async def insert_mentions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert mentions, ignoring any already stored (unique network + external_id)."""
+        if not rows:
+            return
+        if self.queue is None:
+            stmt = _insert(self.conn, mention_t).on_conflict_do_nothing(index_elements=["network", "external_id"])
+            await self.conn.execute(stmt, list(rows))
+        else:
+            await self._insert(mention_t, rows, on_conflict=("network", "external_id"))
+
+    async def insert_rows(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Plain executemany insert."""
+        if not rows:
+            return
+        if self.queue is None:
+            await self.conn.execute(table.insert(), list(rows))
+        else:
+            await self._insert(table, rows)
+
+    async def save_cursors(self, cursors: dict[str, str], now: datetime) -> None:
+        """Upsert each connector's cursor."""
+        if self.queue is None:
+            await save_cursors(self.conn, cursors, now)
+        elif cursors:
+            self.queue.append((_CURSOR_UPSERT, [(c, value, driver.UTC_TEXT[now]) for c, value in cursors.items()]))
+
+    async def flush(self) -> None:
+        """Run what is queued (SQLite)."""
+        if self.queue:
+            statements, self.queue = self.queue, []
+            await driver.run_on_driver(self.conn, statements)
+
+    async def _insert(self, table: sa.Table, rows: Sequence[dict[str, Any]], on_conflict: tuple[str, ...] = ()) -> None:
+        assert self.queue is not None
+        try:
+            self.queue.append(driver.insert_statement(table, rows, on_conflict))
+        except driver.NeedsCore:  # in order: what is queued first, then this insert through Core
+            await self.flush()
+            stmt = _insert(self.conn, table)
+            await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=list(on_conflict)) if on_conflict else stmt,
+                                    list(rows))
 
 
-async def insert_mentions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert mentions, ignoring any already stored (unique network + external_id)."""
-    if not rows:
-        return
-    if _is_pg(conn):
-        stmt = _insert(conn, mention_t).on_conflict_do_nothing(index_elements=["network", "external_id"])
-        await conn.execute(stmt, list(rows))
-    else:
-        await _driver_insert(conn, mention_t, rows, on_conflict=("network", "external_id"))
-
-
-async def insert_rows(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Plain executemany insert."""
-    if not rows:
-        return
-    if _is_pg(conn):
-        await conn.execute(table.insert(), list(rows))
-    else:
-        await _driver_insert(conn, table, rows)
-
-
-# SQLite hot path: executemany of parameter tuples through the driver. SQLAlchemy Core spent most of the
-# ingest's write time building per-row parameter dicts and running a bind processor per value
-# (docs/benchmarks-ingest.md); the stored values are the same (the UTC text format of SQLAlchemy's
-# SQLite DATETIME, checked by tests/integration/test_pipeline.py).
-
-
-_UTC_TEXT: dict[datetime, str] = {}  # most instants repeat within a batch (now, a message's time on its conversation)
-
-
-def _utc_text(value: datetime | None) -> str | None:
-    """A UTC datetime in SQLAlchemy's SQLite storage format ("YYYY-MM-DD HH:MM:SS.ffffff")."""
-    if value is None:
-        return None
-    text = _UTC_TEXT.get(value)  # a naive datetime never equals an aware key: it is refused below
-    if text is None:
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        if len(_UTC_TEXT) >= 20_000:
-            _UTC_TEXT.clear()
-        _UTC_TEXT[value] = text
-    return text
-
-
-@lru_cache(maxsize=256)
-def _converters(table: sa.Table, keys: tuple[str, ...]) -> tuple[Callable[[dict[str, Any]], Any], tuple[int, ...]]:
-    """A getter of the row's values in `keys` order, and the positions of the datetimes to format."""
-    getter = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
-    return getter, tuple(i for i, k in enumerate(keys) if isinstance(table.c[k].type, UTCDateTime))
-
-
-def _tuples(convert: tuple[Callable[[dict[str, Any]], Any], tuple[int, ...]], rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Driver parameters of `rows` (the driver takes bools, floats and strings as they are)."""
-    getter, datetimes = convert
-    if not datetimes:
-        return [getter(row) for row in rows]
-    out = []
-    cached = _UTC_TEXT.get
-    for row in rows:
-        values = list(getter(row))
-        for i in datetimes:
-            value = values[i]
-            if value is not None:
-                values[i] = cached(value) or _utc_text(value)
-        out.append(tuple(values))
-    return out
-
-
-def _filled(table: sa.Table, rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], Sequence[dict[str, Any]]]:
-    """The columns to insert (the first row's keys, as Core does) and the rows with scalar defaults filled in."""
-    keys = tuple(rows[0])
-    missing = {c.name: c.default for c in table.columns if c.name not in keys and c.name != "id" and c.default is not None}
-    if not missing:
-        return keys, rows
-    if any(not d.is_scalar for d in missing.values()):
-        raise _NeedsCore
-    extra = {name: d.arg for name, d in missing.items()}
-    return (*keys, *extra), [{**extra, **row} for row in rows]
-
-
-class _NeedsCore(Exception):
-    """A column default that only SQLAlchemy can compute (a callable): this insert goes through Core."""
-
-
-async def _driver_insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]],
-                         on_conflict: tuple[str, ...] = ()) -> None:
-    """INSERT (ON CONFLICT (on_conflict) DO NOTHING) of `rows` as one driver executemany."""
-    try:
-        keys, rows = _filled(table, rows)
-    except _NeedsCore:
-        stmt = _insert(conn, table)
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=list(on_conflict)) if on_conflict else stmt, list(rows))
-        return
-    names = ", ".join(f'"{k}"' for k in keys)
-    tail = f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING" if on_conflict else ""
-    stmt = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(keys))}){tail}'
-    await conn.exec_driver_sql(stmt, _tuples(_converters(table, keys), rows))
+_CURSOR_UPSERT = ('INSERT INTO "cursor" (connector, value, updated_at) VALUES (?, ?, ?) '
+                  "ON CONFLICT (connector) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
 
 
 async def save_cursors(conn: AsyncConnection, cursors: dict[str, str], now: datetime) -> None:
     """Upsert each connector's cursor."""
     if cursors and not _is_pg(conn):  # one driver executemany: Core would build and compile an upsert per batch
-        await conn.exec_driver_sql(
-            'INSERT INTO "cursor" (connector, value, updated_at) VALUES (?, ?, ?) '
-            "ON CONFLICT (connector) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            [(connector, value, _utc_text(now)) for connector, value in cursors.items()])
+        await conn.exec_driver_sql(_CURSOR_UPSERT, [(c, value, driver.UTC_TEXT[now]) for c, value in cursors.items()])
         return
     for connector, value in cursors.items():
         stmt = _insert(conn, cursor_t).values(connector=connector, value=value, updated_at=now)

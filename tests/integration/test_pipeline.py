@@ -273,3 +273,51 @@ async def test_stopping_consume_fails_the_batch_being_written_and_the_one_taken_
         with pytest.raises(ConnectionAbortedError):
             await asyncio.wait_for(producer, 5)
     await pipe.triage_pool.aclose()
+
+
+async def test_a_failed_write_in_the_one_hand_off_raises_sqlalchemys_error_and_the_batch_stores_nothing(engine, db_url):
+    from carebox.store import ingest as sql
+    from carebox.store.engine import write_transaction
+
+    orphan = {"network": "x", "external_user_id": "u9", "handle": "u9", "display_name": "", "followers": None,
+              "verified": False, "customer_id": 999}  # no such customer: the foreign key fails
+    with pytest.raises(sa.exc.IntegrityError):
+        async with write_transaction(engine) as conn:
+            writes = await sql.Writes.open(conn, (sql.customer_t,))
+            await writes.insert_returning_ids(sql.customer_t, [{"display_name": "ok", "created_at": NOW}])
+            await writes.insert_rows(sql.identity_t, [orphan])
+            await writes.flush()
+    async with engine.connect() as c:
+        assert (await c.exec_driver_sql("SELECT count(*) FROM customer")).scalar() == 0
+
+
+async def test_the_driver_look_ups_return_what_sqlalchemy_returns_value_for_value(pipeline, engine, mention, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the driver-level look-ups are SQLite's; PostgreSQL keeps Core")
+    from carebox.store import ingest as sql
+    from carebox.store import ingest_driver
+
+    question = mention(when="2026-11-20T18:50:00.000250+01:00")
+    answer = mention("Hi!", when="2026-11-23T09:20:00+01:00", author="acme", direction=Direction.OUTBOUND,
+                     in_reply_to=question.external_id)
+    await pipeline.ingest([IngestBatch("sim", (question, mention(author="u2")))], NOW)
+    await pipeline.ingest([IngestBatch("sim", (answer, mention("again", author="u2")))], NOW)
+    looks = [(sql._OPEN_CONVERSATIONS_IN, {"ids": [1, 2, 3]}), (sql._CONVERSATIONS_IN, {"ids": [2, 1]}),
+             (sql._RUNNING_CLOCKS_IN, {"ids": [1, 2]}), (sql._RECENT_COUNTS_IN, {"ids": [1, 2], "since": NOW - timedelta(days=7)}),
+             (sql._MENTIONS_IN, {"network": "x", "ids": [question.external_id, "nope"]})]
+    async with engine.connect() as c:
+        for stmt, params in looks:
+            core = [tuple(row) for row in await c.execute(stmt, params)]
+            driver = await ingest_driver.fetch(c, stmt, params)
+            assert core, stmt
+            assert [[(type(v), v) for v in row] for row in driver] == [[(type(v), v) for v in row] for row in core]
+
+
+def test_a_conversation_update_sets_only_the_columns_this_transaction_changed():
+    from carebox.pipeline_thread import Work
+
+    work = Work(now=NOW)
+    stored = {"id": 7, "status": "open", "assignee_id": 3, "tags": '["vip"]', "message_count": 2, "snippet": "a"}
+    conv = work.remember(dict(stored))
+    conv.row.update(message_count=3, snippet="b", status="open")
+    assert conv.changes() == {"id": 7, "message_count": 3, "snippet": "b"}
