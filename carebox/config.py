@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ class WebSettings:
     base_url: str = ""
     secure_cookies: bool = False
     session_max_age_s: float = 12 * 3600.0
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,18 @@ def _web(doc: Mapping[str, Any]) -> WebSettings:
         base_url=_typed(t, "web", "base_url", str, "").rstrip("/"),
         secure_cookies=_typed(t, "web", "secure_cookies", bool, False),
         session_max_age_s=parse_duration(t.get("session_max_age", "12h"), "web.session_max_age"),
+        trusted_proxies=_networks(t.get("trusted_proxies", []), "web.trusted_proxies"),
     )
+
+
+def _networks(value: Any, key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    expected = 'a list of addresses or networks, e.g. ["127.0.0.1", "10.0.0.0/8", "::1"]'
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(key, expected)
+    try:
+        return tuple(ipaddress.ip_network(item.strip()) for item in value)
+    except ValueError as err:
+        raise ConfigError(key, f"{expected} ({err})") from err
 
 
 def _pipeline(doc: Mapping[str, Any]) -> PipelineSettings:

@@ -223,7 +223,7 @@ class AuditEvent(SQLModel, table=True):
 
 
 class LoginFailure(SQLModel, table=True):
-    """A failed login, kept for the lockout window so that every web process sees the same count."""
+    """A login attempt of the lockout window (counted before its password is checked, removed when it was right)."""
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(index=True)  # SHA-256 of "name|address": a mistyped password in the name field is not kept

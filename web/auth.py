@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from carebox.store import logins, queries
 from web import i18n
+from web.auth_proxies import request_client
 from web.keys import engine_key, now_key, user_key
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,9 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def throttle_key_of(username: str, remote: str | None) -> str:
-    """What failures are counted under: the name (case-insensitive) and the address, hashed before storing."""
-    return hashlib.sha256(f"{username.lower()}|{remote}".encode()).hexdigest()
+def throttle_key_of(username: str, client: str | None) -> str:
+    """What attempts are counted under: the name (case-insensitive) and the client's address, hashed before storing."""
+    return hashlib.sha256(f"{username.lower()}|{client}".encode()).hexdigest()
 
 
 async def csrf_token(request: web.Request) -> str:
@@ -138,18 +139,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not secrets.compare_digest(str(form.get("csrf", "")), str(session.get("csrf", ""))):
         context["error"] = i18n.gettext("Your session expired; please try again.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=403)
-    # failures are counted in the store, so that every web process (and every `carebox web`) sees the same count
-    engine, now, window = request.app[engine_key], request.app[now_key](), timedelta(seconds=LOCKOUT_S)
-    key = throttle_key_of(username, request.remote)
-    if await logins.failures_since(engine, key, now - window) >= MAX_FAILURES:
+    # Attempts are counted in the store (every web process and every `carebox web` sees the same count), and
+    # counted before the password is checked, in one step with the check: parallel guesses cannot all pass it.
+    engine, client = request.app[engine_key], request_client(request)
+    attempt = await logins.take_attempt(engine, throttle_key_of(username, client), request.app[now_key](),
+                                        timedelta(seconds=LOCKOUT_S), MAX_FAILURES)
+    if attempt is None:
         context["error"] = i18n.gettext("Too many failed attempts; wait a few minutes.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=429)
     user = await queries.user_by_name(engine, username)
     if user is None or not user["active"] or not verify_password(user["password_hash"], str(form.get("password", ""))):
-        await logins.record_failure(engine, key, now, window)
-        log.info("failed login for %r", username)
+        log.info("failed login for %r from %s", username, client)
         context["error"] = i18n.gettext("Wrong user name or password.")
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+    await logins.forget_attempt(engine, attempt)
     session = await new_session(request)
     session["user_id"] = user["id"]
     session["csrf"] = secrets.token_urlsafe(32)
