@@ -84,9 +84,9 @@ _EN_CONTRACTED = frozenset(
 )
 _EN_PHRASE_INDEX = _phrase_index(EN_PHRASES)
 _FR_PHRASE_INDEX = _phrase_index(FR_PHRASES)
-_EN_REWRITE_CUES = _EN_CONTRACTED | {"'", "\u2019", "wait"}
 _NT_STEMS = {"ca": "can", "wo": "will", "sha": "shall"}
 _APOSTROPHES = ("'", "\u2019")
+_APOSTROPHES_SET = frozenset(_APOSTROPHES)
 _MENTION = re.compile(r"(?<!\w)@\w+")
 _URL = re.compile(r"https?://\S*|\bwww\.\S+")
 _HASHTAG = re.compile(r"#(\w+)")
@@ -193,7 +193,10 @@ def rewrite(tokens: list[str], lang: str) -> list[str]:
 
 
 def _rewrite_en(tokens: list[str]) -> list[str]:
-    if _EN_REWRITE_CUES.isdisjoint(tokens):
+    # the loop below changes only a contraction, "wait", or "n ' t" (so a "t" after an apostrophe)
+    if _EN_CONTRACTED.isdisjoint(tokens) and "wait" not in tokens and (
+        "t" not in tokens or _APOSTROPHES_SET.isdisjoint(tokens)
+    ):
         tokens = _join_phrases(tokens, _EN_PHRASE_INDEX)
         return _mark_failures(tokens, EN_NEGATORS, EN_FAIL_VERBS, EN_SERVICE_NOUNS, english=True)
     out: list[str] = []
@@ -234,16 +237,18 @@ def _join_phrases(tokens: list[str], index: Mapping[str, list[tuple[str, ...]]])
     if index.keys().isdisjoint(tokens):
         return tokens
     out: list[str] = []
-    k = 0
-    while k < len(tokens):
-        for phrase in index.get(tokens[k], ()):
-            if tuple(tokens[k : k + len(phrase)]) == phrase:
+    done = 0  # tokens before this index are in `out`
+    for k in [k for k, t in enumerate(tokens) if t in index]:  # only where a phrase can start
+        if k < done:
+            continue
+        for phrase in index[tokens[k]]:
+            end = k + len(phrase)
+            if tuple(tokens[k:end]) == phrase:
+                out += tokens[done:k]
                 out.append(phrase_token(phrase))
-                k += len(phrase)
+                done = end
                 break
-        else:
-            out.append(tokens[k])
-            k += 1
+    out += tokens[done:]
     return out
 
 

@@ -111,7 +111,7 @@ def vote_en_fr(text: str, words: set[str]) -> str | None:
         if en != fr:
             return "en" if en > fr else "fr"
     en = len(STOP_EN.intersection(words))
-    fr = len(STOP_FR.intersection(words)) + (not FR_LETTERS.isdisjoint(text.lower()))
+    fr = len(STOP_FR.intersection(words)) + (not text.isascii() and not FR_LETTERS.isdisjoint(text.lower()))
     if en >= 1 and en >= 2 * fr + 1:
         return "en"
     if fr >= 1 and fr >= 2 * en + 1:

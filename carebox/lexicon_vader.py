@@ -59,6 +59,8 @@ _FR_BOOST_DOWN = (
     "plutot presque quasi quasiment rarement"
 )
 _BIGRAM_BOOSTERS = {"kind of": B_DECR, "sort of": B_DECR, "just enough": B_DECR}
+_BIGRAM_FIRSTS = frozenset(b.split()[0] for b in _BIGRAM_BOOSTERS)
+_NEGATION_QUIRKS = frozenset(("never", "without"))  # words _negation looks at in any language
 _STRIP = string.punctuation + "\u2019\u2018\u201c\u201d\u00ab\u00bb\u2026"
 _ELISION = re.compile(r"(?i)\b(?:jusqu|lorsqu|puisqu|qu|[ldnjcsmt])'(?=\w)")
 _FOLD = str.maketrans({
@@ -132,8 +134,10 @@ class VaderLexicon:
                 if cap_diff and words[i - back].isupper():
                     scalar += C_INCR if v > 0 else -C_INCR
                 v += scalar * (1.0, 0.95, 0.9)[back - 1]
-            v = self._negation(v, lower, i, back)
-            if back == 3:
+            if (before in self.negations or before in _NEGATION_QUIRKS or (not self.french and "n't" in before)
+                    or (back == 3 and lower[i - 1] in ("so", "this"))):  # else _negation returns v as is
+                v = self._negation(v, lower, i, back)
+            if back == 3 and (lower[i - 3] in _BIGRAM_FIRSTS or lower[i - 2] in _BIGRAM_FIRSTS):
                 for bigram in (f"{lower[i - 3]} {lower[i - 2]}", f"{lower[i - 2]} {lower[i - 1]}"):
                     v += _BIGRAM_BOOSTERS.get(bigram, 0.0)
         if i > 0 and lower[i - 1] == "least" and (i < 2 or lower[i - 2] not in ("at", "very")):

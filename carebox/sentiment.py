@@ -10,7 +10,6 @@ tweets, plus VADER's score from carebox/lexicon_vader.py) adds evidence where th
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -24,137 +23,12 @@ from carebox import care_lexicon as _care
 from carebox import lexicon_learned_en, lexicon_learned_fr
 from carebox.lexicon_vader import VaderLexicon
 from carebox.lexicon_vader import lexicon as _vader_lexicon
+from carebox.sentiment_tokens import PatternTokenizer, compile_replacements
 
 LANGS = ("en", "fr")
 
 # Per token: (polarity, intensity, is_modifier); the same triple pattern's Sentiment uses.
 _Entry = tuple[float, float, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class _Tokenizer:
-    """Port of pattern's find_tokens with its regexes compiled once; same output."""
-
-    replace: tuple[tuple[str, re.Pattern[str], str], ...]
-    replace_keys: frozenset[str]
-    abbreviations: frozenset[str]
-    balance_quotes: bool
-    rsquo_fix: bool
-
-    def tokens(self, string: str) -> list[str]:
-        """Return the lower-cased tokens pattern's Sentiment would assess for `string`."""
-        if "'" in string or "\u2019" in string:
-            for needle, pattern, repl in self.replace:
-                if needle in string:  # skipping a sub that cannot match keeps the output
-                    string = pattern.sub(repl, string)
-        string = (
-            string.replace("\u201c", " \u201c ")
-            .replace("\u201d", " \u201d ")
-            .replace("\u2018", " \u2018 ")
-            .replace("\u2019", " \u2019 ")
-            .replace("'", " ' ")
-            .replace('"', ' " ')
-        )
-        if "\n" in string:
-            string = _LINEBREAK.sub(f" {_tb_text.EOS} ", string.replace("\r\n", "\n"))
-        tokens: list[str] = []
-        for t in string.split():
-            if t[0] in _PUNCT_SET or t[-1] in _PUNCT_DOT_SET:
-                self._split(t, tokens)
-            else:  # nothing to split: the common case, kept out of the function call
-                tokens.append(t)
-        sentences = self._sentences(tokens)
-        for k, s in enumerate(sentences):
-            if "(" in s:
-                s = _tb_text.RE_SARCASM.sub("(!)", s)
-            if _SPACED_EMOTICON.search(s):  # otherwise joining emoticons changes nothing
-                s = _tb_text.RE_EMOTICONS.sub(_join_emoticon, s)
-            if self.rsquo_fix:
-                s = s.replace("&rsquo ;", "\u2019")
-            sentences[k] = s
-        return " ".join(sentences).lower().split()
-
-    def _split(self, t: str, tokens: list[str]) -> None:
-        """Split leading and trailing punctuation off one whitespace-delimited chunk."""
-        replace_keys = self.replace_keys
-        while t.startswith(_PUNCT) and t not in replace_keys:
-            tokens.append(t[0])
-            t = t[1:]
-        tail: list[str] = []
-        while t.endswith(_PUNCT_DOT) and t not in replace_keys:
-            if t.endswith(_PUNCT):
-                tail.append(t[-1])
-                t = t[:-1]
-            if t.endswith("..."):
-                tail.append("...")
-                t = t[:-3].rstrip(".")
-            if t.endswith("."):
-                if (
-                    t in self.abbreviations
-                    or _tb_text.RE_ABBR1.match(t) is not None
-                    or _tb_text.RE_ABBR2.match(t) is not None
-                    or _tb_text.RE_ABBR3.match(t) is not None
-                ):
-                    break
-                tail.append(t[-1])
-                t = t[:-1]
-        if t != "":
-            tokens.append(t)
-        tokens.extend(reversed(tail))
-
-    def _sentences(self, tokens: list[str]) -> list[str]:
-        """Group tokens into sentences as pattern does (it matters for emoticon joining)."""
-        if not _SENTENCE_END.intersection(tokens):
-            return [" ".join(tokens)] if tokens else []
-        eos = _tb_text.EOS
-        sentences: list[list[str]] = [[]]
-        i = j = 0
-        follow = _FOLLOW_EN if self.balance_quotes else _FOLLOW_FR
-        while j < len(tokens):
-            if tokens[j] in _SENTENCE_END:
-                while j < len(tokens) and tokens[j] in follow:
-                    if (
-                        self.balance_quotes
-                        and tokens[j] in ("'", '"')
-                        and sentences[-1].count(tokens[j]) % 2 == 0
-                    ):
-                        break
-                    j += 1
-                chunk = tokens[i:j]
-                sentences[-1].extend([t for t in chunk if t != eos] if eos in chunk else chunk)
-                sentences.append([])
-                i = j
-            j += 1
-        sentences[-1].extend(tokens[i:j])
-        return [" ".join(s) for s in sentences if s]
-
-
-_LINEBREAK = re.compile(r"\n{2,}")
-_PUNCT = tuple(_tb_text.PUNCTUATION.replace(".", ""))
-_PUNCT_DOT = _PUNCT + (".",)
-_PUNCT_SET = frozenset(_PUNCT)
-_PUNCT_DOT_SET = frozenset(_PUNCT_DOT)
-_SENTENCE_END = frozenset(("...", ".", "!", "?", _tb_text.EOS))
-_FOLLOW_EN = frozenset(("'", '"', "\u201d", "\u2019", "...", ".", "!", "?", ")", _tb_text.EOS))
-_FOLLOW_FR = _FOLLOW_EN
-_EMOTICON_CHARS = "".join(sorted({ch for v in _tb_text.EMOTICONS.values() for e in v for ch in e}))
-# Every emoticon match that contains a space has an emoticon character on both sides of it.
-_SPACED_EMOTICON = re.compile("[%s] [%s]" % ((re.escape(_EMOTICON_CHARS),) * 2))
-
-
-def _join_emoticon(m: re.Match[str]) -> str:
-    return m.group(1).replace(" ", "") + m.group(2)
-
-
-def _compile_replacements(
-    replace: Mapping[str, str],
-) -> tuple[tuple[str, re.Pattern[str], str], ...]:
-    """Compile pattern's contraction rules, each with a literal that any match must contain."""
-    rules = []
-    for a, b in replace.items():
-        needle = a if re.escape(a) == a else "\u2019"  # the one regex rule is about "’"
-        rules.append((needle, re.compile(a), b))
-    return tuple(rules)
 
 
 def _base_table(sentiment: Any) -> dict[str, _Entry]:
@@ -184,15 +58,20 @@ def _emoticon_table() -> dict[str, float]:
 class _Language:
     """Everything the fast path needs for one language."""
 
-    tokenizer: _Tokenizer
+    tokenizer: PatternTokenizer
     table: dict[str, _Entry]
     negations: frozenset[str]
     modifier: Callable[[str], bool]
+    acting: frozenset[str]  # the words _assess acts on even when it does not know them
+
+
+_EMOTICONS = _emoticon_table()
+_ACTING = frozenset(("!", "(!)", *_EMOTICONS))
 
 
 _EN = _Language(
-    tokenizer=_Tokenizer(
-        replace=_compile_replacements(_tb_text.replacements),
+    tokenizer=PatternTokenizer(
+        replace=compile_replacements(_tb_text.replacements),
         replace_keys=frozenset(_tb_text.replacements),
         abbreviations=frozenset(_tb_text.ABBREVIATIONS),
         balance_quotes=True,
@@ -201,10 +80,11 @@ _EN = _Language(
     table=_base_table(_en_sentiment),
     negations=frozenset(_en_sentiment.negations),
     modifier=lambda w: w.endswith("ly"),
+    acting=_ACTING | frozenset(_en_sentiment.negations),
 )
 _FR = _Language(
-    tokenizer=_Tokenizer(
-        replace=_compile_replacements(_fr.replacements),
+    tokenizer=PatternTokenizer(
+        replace=compile_replacements(_fr.replacements),
         replace_keys=frozenset(_fr.replacements),
         abbreviations=frozenset(_fr.ABBREVIATIONS),
         balance_quotes=False,
@@ -213,8 +93,8 @@ _FR = _Language(
     table=_base_table(_fr.sentiment),
     negations=frozenset(_fr.sentiment.negations),
     modifier=lambda w: w.endswith("ment"),
+    acting=_ACTING | frozenset(_fr.sentiment.negations),
 )
-_EMOTICONS = _emoticon_table()
 
 
 def _assess(words: Iterable[str], lang: _Language, table: Mapping[str, _Entry]) -> float:
@@ -225,6 +105,7 @@ def _assess(words: Iterable[str], lang: _Language, table: Mapping[str, _Entry]) 
     m: str | None = None
     n: str | None = None
     negations = lang.negations
+    acting = lang.acting
     for w in words:
         e = table.get(w)
         if e is not None:
@@ -242,6 +123,8 @@ def _assess(words: Iterable[str], lang: _Language, table: Mapping[str, _Entry]) 
             m = w if is_mod else None
             n = w if w in negations else None
             continue
+        if n is None and m is None and w not in acting:
+            continue  # an unknown word with no negation or modifier pending changes nothing
         if w in negations:
             n = w
         elif n and len(w.strip("'")) > 1:
