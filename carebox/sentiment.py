@@ -177,10 +177,13 @@ def _fr_key(word: str) -> str:
 
 
 def _learned_sum(words: Iterable[str], table: Mapping[str, float], french: bool) -> float | None:
-    """Sum of the learned weights of the distinct words found in the table; None when none is."""
+    """Sum of the learned weights of the distinct words found in the table; None when none is.
+
+    math.fsum is exact, so the sum does not depend on the set's order, which varies with PYTHONHASHSEED:
+    a triage pool worker and the ingest process give the same polarity to the last bit."""
     keys = set(map(_fr_key, words)) if french else set(words)
     hits = [v for v in map(table.get, keys) if v is not None]
-    return sum(hits) if hits else None
+    return math.fsum(hits) if hits else None
 
 
 def learned_polarity(care: float, z: float) -> float:
