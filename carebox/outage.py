@@ -13,6 +13,7 @@ from typing import Any
 
 from carebox.duration import parse_duration
 from carebox.errors import ConfigError
+from carebox.outage_rate import RateSignal
 from carebox.outage_series import (
     DetectorSettings,
     Series,
@@ -59,9 +60,10 @@ class EpisodeEvent:
 
 
 _FLOATS = ("level_limit", "bucket", "plateau_ratio", "min_ratio", "threshold", "floor_rate", "corroborate_threshold",
-           "escalate_factor", "major_ratio", "critical_ratio")
+           "escalate_factor", "major_ratio", "critical_ratio", "rate_budget",
+           "shift_z")
 _DURATIONS = ("bucket", "plateau_window", "level_window", "dedup_window", "calm", "max_exclusion", "warmup",
-              "peak_memory", "escalate_hold")
+              "peak_memory", "escalate_hold", "shift_window")
 _INTS = ("min_count", "corroborate_min", "history_days", "min_history_days", "peak_allowance")
 
 
@@ -116,18 +118,25 @@ class Detector:
         self._series: dict[tuple[str, str], Series] = {}
         self._since: dict[str, int] = {}  # first bucket seen per account, for the warm-up
         self._closed: int | None = None  # last bucket judged
+        self._rate = RateSignal(self.settings)  # decides at each complaint, between ticks
 
     def observe(self, *, account: str, cluster_key: str | None, author: str, text: str, at: datetime,
-                category: str, is_repost: bool = False) -> None:
-        """Count one triaged mention: outage and complaint only, once per author and text per dedup window."""
+                category: str, is_repost: bool = False) -> bool:
+        """Count one triaged mention: outage and complaint only, once per author and text per dedup window.
+
+        True when the rate signal fired on it: `tick` opens that episode, so tick soon (the watcher does).
+        """
         if is_repost or str(category) not in COUNTED_CATEGORIES:
-            return
-        bucket = self._bucket_of(at)
+            return False
+        bucket, fired = self._bucket_of(at), False
         keys = (ACCOUNT_WIDE, cluster_key) if cluster_key else (ACCOUNT_WIDE,)
         for key in keys:
             series = self._get(account, key, bucket)
             if series.admit(bucket, author, text):
                 series.pending[bucket] = series.pending.get(bucket, 0) + 1
+                fired |= key != ACCOUNT_WIDE and self._rate.feed(
+                    (account, key), series, self._series[(account, ACCOUNT_WIDE)], _epoch(at), bucket, self._since[account])
+        return fired
 
     def observe_count(self, *, account: str, key: str | None, bucket_start: datetime, count: int) -> None:
         """Add an already-counted number of complaints to one bucket (replays, NAB series); no dedup."""
@@ -148,6 +157,11 @@ class Detector:
         horizon = round(self.settings.history_days * 86400 / self.settings.bucket)
         self._closed = max(self._closed, last - horizon)  # after a long stop, skip what history would forget
         events: list[EpisodeEvent] = []
+        for d in self._rate.take():  # decided at a complaint since the last tick: opened at that complaint
+            series = self._series[(d.account, d.key)]
+            if series.episode is None and _step(series, d.verdict, d.bucket, self.settings) == "opened":
+                events.append(replace(_event("opened", d.account, d.key, d.bucket, series, d.verdict, self.settings),
+                                      at=datetime.fromtimestamp(d.at, UTC)))
         while self._closed < last:
             self._closed += 1
             events.extend(self._close(self._closed))
@@ -179,6 +193,7 @@ class Detector:
             "closed": self._closed,
             "since": dict(self._since),
             "series": [[a, k, s.dump()] for (a, k), s in self._series.items()],
+            "rate": self._rate.dump(),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -192,6 +207,8 @@ class Detector:
             series = Series(self.settings)
             series.load(state)
             self._series[(account, key)] = series
+        self._rate = RateSignal(self.settings)
+        self._rate.load(data.get("rate"))
 
     def _bucket_of(self, at: datetime) -> int:
         """Index of the bucket holding `at`; a late mention goes to the first bucket still open."""

@@ -19,6 +19,11 @@ def poisson_surprise(observed: float, expected: float) -> float:
     return -_log_lower_gamma_p(observed, expected) / _LN10
 
 
+def normal_surprise(z: float) -> float:
+    """-log10 P(Z >= z) for a standard normal Z."""
+    return -math.log10(max(1e-300, 0.5 * math.erfc(z / math.sqrt(2.0))))
+
+
 def _log_lower_gamma_p(a: float, x: float) -> float:
     """ln of the regularised lower incomplete gamma P(a, x), by its series (good for x < a + 1)."""
     term = total = 1.0 / a
@@ -59,7 +64,7 @@ def _upper_gamma_q(a: float, x: float) -> float:
 class SeasonalBaseline:
     """Hourly complaint rates per UTC day, kept for `history_days`; expectation by hour of day and weekday."""
 
-    __slots__ = ("_cache", "_days", "history_days", "min_days")
+    __slots__ = ("_cache", "_complete", "_days", "history_days", "min_days")
 
     def __init__(self, history_days: int, min_days: int) -> None:
         self.history_days = history_days
@@ -68,6 +73,7 @@ class SeasonalBaseline:
         self._days: dict[int, list[list[float]]] = {}
         # only past days feed an expectation, so it is fixed per (day, hour) until the next day starts
         self._cache: dict[tuple[int, int], float | None] = {}
+        self._complete: dict[int, bool] = {}  # per day: whether its weekday factor is known (same lifetime as _cache)
 
     def add(self, bucket_start: float, count: float) -> None:
         """Record one closed, calm bucket."""
@@ -76,6 +82,7 @@ class SeasonalBaseline:
         if row is None:
             row = self._days[day] = [[0.0] * 24, [0.0] * 24]
             self._cache.clear()
+            self._complete.clear()
             for old in [d for d in self._days if d <= day - self.history_days]:
                 del self._days[old]
         row[0][hour] += count
@@ -109,13 +116,28 @@ class SeasonalBaseline:
             return None
         return median(rates) * self._weekday_factor(day)
 
-    def _weekday_factor(self, day: int) -> float:
-        """How busy this weekday is against all days, from past days; 1.0 until two such days are known."""
+    def complete(self, bucket_start: float) -> bool:
+        """Whether the expectation at that instant already has its weekday factor (two such weekdays known)."""
+        day = int(bucket_start // _DAY)
+        if day not in self._complete:
+            self._complete[day] = self._weekday_means(day) is not None
+        return self._complete[day]
+
+    def _weekday_means(self, day: int) -> tuple[list[float], list[float]] | None:
+        """Mean counts of past days like this weekday, and of all past days; None until two such days are known."""
         means = {d: sum(r[0]) / sum(r[1]) for d, r in self._days.items() if d < day and sum(r[1]) >= 12}
         same = [m for d, m in means.items() if (d - day) % 7 == 0]
         if len(same) < 2 or len(means) < 7:
+            return None
+        return same, list(means.values())
+
+    def _weekday_factor(self, day: int) -> float:
+        """How busy this weekday is against all days, from past days; 1.0 until two such days are known."""
+        known = self._weekday_means(day)
+        if known is None:
             return 1.0
-        overall = median(means.values())
+        same, means = known
+        overall = median(means)
         if overall <= 0.0:
             return 1.0
         return min(4.0, max(0.25, median(same) / overall))
@@ -133,3 +155,4 @@ class SeasonalBaseline:
         """Restore from `dump()`."""
         self._days = {int(d): [list(map(float, r[0])), list(map(float, r[1]))] for d, r in data.items()}
         self._cache.clear()
+        self._complete.clear()

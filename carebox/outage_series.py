@@ -6,9 +6,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import accumulate
+from statistics import NormalDist
 from typing import Any
 
-from carebox.outage_baseline import SeasonalBaseline, poisson_surprise
+from carebox.outage_baseline import SeasonalBaseline, normal_surprise, poisson_surprise
+from carebox.outage_shift import LevelShift
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class DetectorSettings:
     peak_allowance: int = 1
     peaks_in_episodes: bool = False
     episode_peak_share: float = 0.0
+    shift_window: float = 21600.0
+    shift_z: float = 4.0
+    rate_budget: float = 0.25  # false alerts per account per week the rate signal may add (outage_rate.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class Series:
         self.peaks: dict[int, list[list[float]]] = {}
         self.run_peak: dict[int, float] = {}
         self._sums: dict[int, tuple[float, float]] | None = None  # window sums of the bucket just judged, for learn
+        self.shift = LevelShift(round(settings.shift_window / settings.bucket), settings.bucket, settings.history_days)
+        self.paged_at: int | None = None  # last bucket judged inside an episode
+        self._threshold_z = NormalDist().inv_cdf(1.0 - 10.0 ** -settings.threshold)  # the threshold as normal deviations
 
     def bar(self, n: int, bucket: int) -> float:
         """Surprise an n-bucket window needs on top of the threshold: what this series' own past bursts reached.
@@ -165,8 +173,10 @@ class Series:
         self.expects.append(max(self.expected_rate(start), 0.0))
         self.capped.append(self.plateau_share(count, self.expects[-1]))
         best: tuple[bool, float, bool, int, float, float, float, float] | None = None
-        windows = [(n, s.min_ratio) for n in self._lengths()] + [(self._plateau_len(), s.plateau_ratio)]
         sums = self._sums = self.window_sums()
+        blind = self.plateau_blind(sums)
+        plateau = [] if blind else [(self._plateau_len(), s.plateau_ratio)]
+        windows = [(n, s.min_ratio) for n in self._lengths()] + plateau
         lowest = min(s.threshold, s.corroborate_threshold)
         for n, min_ratio in windows:
             if n not in sums:
@@ -184,6 +194,9 @@ class Series:
                          n, observed, expected, ratio, phi)
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
+        shifted = self.judge_shift(bucket, count, blind)
+        if shifted is not None and (best is None or not best[0]):
+            return shifted
         if best is None:
             return Verdict(False, False, count, floor, s.bucket, 0.0, 0.0, "warming up")
         significant, surprise, suspicious, n, observed, expected, ratio, phi = best
@@ -192,6 +205,35 @@ class Series:
             surprise=surprise, ratio=ratio,
             reason=f"{observed:g} complaints in {minutes(n * s.bucket)} against {expected:.2f} expected "
                    f"(x{ratio:.1f}, p=1e-{surprise:.1f}, dispersion {phi:.1f})",
+        )
+
+    def judge_shift(self, bucket: int, count: int, plateau_blind: bool) -> Verdict | None:
+        """Slide the level-shift window over the bucket just closed; a significant Verdict when a shift starts.
+
+        Only where the plateau window is blind (see `plateau_blind`): elsewhere the plateau window judges
+        sustained rises with the exact count test. The shift must also pass the plateau's count and ratio rules and
+        be significant as counts (Poisson), and is not paged again when an episode within its window already was.
+        """
+        s, shift = self.s, self.shift
+        start = bucket * s.bucket
+        shift.add(bucket, count, self.baseline.expected(start), self.baseline.complete(start))
+        if self.episode is not None:
+            self.paged_at = bucket
+        deviation = shift.deviation()
+        observed = shift.count_sum
+        expected = max(shift.expect_sum, s.floor_rate * s.shift_window / 60.0)
+        ratio = observed / expected
+        passes = (plateau_blind and deviation is not None and deviation >= s.shift_z and observed >= s.min_count
+                  and ratio >= s.plateau_ratio and poisson_surprise(observed, expected) >= s.threshold)
+        paged = self.paged_at is not None and bucket - self.paged_at < shift.n
+        if not shift.fires(deviation, passes, s.shift_z, paged):
+            return None
+        window = minutes(s.shift_window)
+        return Verdict(
+            significant=True, suspicious=True, count=observed, expected=expected, window=shift.n * s.bucket,
+            surprise=normal_surprise(deviation or 0.0), ratio=ratio,
+            reason=f"{observed} complaints in {window} against {expected:.2f} expected from past days (x{ratio:.1f}, "
+                   f"{deviation:.1f} times the series' usual deviation over {window})",
         )
 
     def peek(self, bucket: int, count: int, share: float) -> Verdict | None:
@@ -248,11 +290,27 @@ class Series:
             sums[n] = (sum(self.capped), expected[n - 1])
         return sums
 
+    def plateau_blind(self, sums: dict[int, tuple[float, float]]) -> bool:
+        """Whether the plateau window cannot tell a plateau from this series' usual level changes (`window_sums`).
+
+        kappa is the squared relative deviation of the hour's level beyond counting noise. The window is blind when
+        that level noise outweighs the counting noise (kappa x mean >= 1, so the count test is the wrong model) and
+        even a plateau of plateau_ratio stands fewer deviations above it than the threshold asks (normal
+        approximation): it would then only fire on the series' usual level changes, and the level-shift signal,
+        which measures them in the series' own units over hours, judges such series instead.
+        """
+        n = self._plateau_len()
+        kappa, mean = self.kappa(n), sums.get(n, (0.0, 0.0))[1]
+        return kappa * mean >= 1.0 and kappa * self._threshold_z ** 2 > (self.s.plateau_ratio - 1.0) ** 2
+
+    def kappa(self, n: int) -> float:
+        """Over-dispersion of an n-bucket window: its squared relative deviation beyond counting noise."""
+        num, den = self.dispersion.get(n, (0.0, 0.0))
+        return max(0.0, num / (den + 1.0))  # shrunk to Poisson where counts are small
+
     def phi(self, n: int, expected: float) -> float:
         """Variance over mean of an n-bucket window: 1 + kappa * mean (negative binomial), 1 for Poisson."""
-        num, den = self.dispersion.get(n, (0.0, 0.0))
-        kappa = max(0.0, num / (den + 1.0))  # shrunk to Poisson where counts are small
-        return 1.0 + kappa * expected
+        return 1.0 + self.kappa(n) * expected
 
     def learn(self, bucket: int, count: int, excluded: bool) -> None:
         """Feed a closed bucket to the baseline, the recent level and the dispersion, unless excluded."""
@@ -296,6 +354,8 @@ class Series:
             "calm_since": self.calm_since,
             "peaks": [[n, p] for n, p in self.peaks.items()],
             "run_peak": [[n, p] for n, p in self.run_peak.items()],
+            "shift": self.shift.dump(),
+            "paged_at": self.paged_at,
         }
 
     def load(self, data: Mapping[str, Any]) -> None:
@@ -315,6 +375,9 @@ class Series:
         self.calm_since = data["calm_since"]
         self.peaks = {int(n): [[float(b), float(v)] for b, v in p] for n, p in data["peaks"]}
         self.run_peak = {int(n): float(p) for n, p in data["run_peak"]}
+        if "shift" in data:  # snapshots taken before the level-shift signal start it afresh
+            self.shift.load(data["shift"])
+            self.paged_at = data["paged_at"]
 
 
 def minutes(seconds: float) -> str:
