@@ -2,11 +2,14 @@
 
     python -m benchmarks.outage_latency [--weeks 4] [--seed 1] [--per-case 5] [--tick 30] [--seeds 4 --jobs 2]
     python -m benchmarks.outage_latency --ideal     # the statistical bound (calibrated Poisson CUSUM), no detector
+    python -m benchmarks.outage_latency --rate-calibrate   # the rate signal's false alarms per complaint against h
 
 Each account has three clusters with a daily and weekly rhythm (Poisson counts per minute, seeded); its first
 cluster receives 30-minute outages at 3x, 5x and 10x its usual rate, after a first week of calm history.
-Counts go in through `Detector.observe_count` (one call per cluster and minute) and the detector is ticked
-every minute (or every --tick seconds), with its default settings. Reports the median minutes from outage start
+Each complaint goes in through `Detector.observe` at a random instant of its slice, in time order, as production
+feeds it (`--feed counts`: one `observe_count` per cluster and slice instead, which the rate signal never sees), and
+the detector is ticked every minute (or every --tick seconds), and at once after a complaint on which the rate
+signal fired (as the watcher does), with its default settings. Reports the median minutes from outage start
 to the first alert (an episode opened or escalated on that cluster or account-wide) per baseline and factor,
 pooled over --seeds simulations, and the alerts opened outside any outage per account per week.
 """
@@ -24,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from benchmarks.nab import settings_overrides
 from carebox.outage import Detector, DetectorSettings, EpisodeEvent, parse_settings
+from carebox.outage_rate import STEP
 
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 BASELINES = (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)  # complaints per minute, weekly mean of the outage cluster
@@ -83,11 +87,14 @@ def outage_share(outage: Outage, start: float, seconds: float = 60.0) -> float:
 
 
 def simulate(weeks: int, seed: int, per_case: int, settings: DetectorSettings | None = None,
-             tick: float = 60.0) -> tuple[list[Outage], list[tuple[str, EpisodeEvent]]]:
+             tick: float = 60.0, feed: str = "complaints") -> tuple[list[Outage], list[tuple[str, EpisodeEvent]]]:
     """Run the detector over the simulated traffic of every account; the outages and all events.
 
     Complaints are drawn per `tick` seconds (a divisor of 60) and the detector is ticked at the end of each slice:
-    60 judges every minute when it closes; less also lets it alert on the minute still in progress.
+    60 judges every minute when it closes; less also lets it alert on the minute still in progress. With `feed`
+    "complaints", each complaint goes through `Detector.observe` at a random instant of its slice, in time order,
+    and a complaint on which the rate signal fires is followed by a tick at its instant (as the watcher does);
+    with "counts", each slice's count goes through `observe_count` (no rate signal).
     """
     rng = random.Random(seed)
     accounts = {f"brand{i}": base for i, base in enumerate(BASELINES)}
@@ -95,21 +102,29 @@ def simulate(weeks: int, seed: int, per_case: int, settings: DetectorSettings | 
     detector = Detector(settings)
     events: list[tuple[str, EpisodeEvent]] = []
     slices = max(1, round(60.0 / tick))
+    width = 60.0 / slices
     for minute in range(weeks * 7 * 1440):
         shape = rhythm(minute)
         for part in range(slices):
-            lo = minute * 60.0 + part * 60.0 / slices
+            lo = minute * 60.0 + part * width
             at = START + timedelta(seconds=lo)
+            drawn: list[tuple[float, str, str]] = []
             for account, base in accounts.items():
-                extra = sum((o.factor - 1.0) * outage_share(o, lo, 60.0 / slices) for o in outages[account]
+                extra = sum((o.factor - 1.0) * outage_share(o, lo, width) for o in outages[account]
                             if o.start - 60 <= lo <= o.start + OUTAGE_MINUTES * 60.0)
                 for key, share in CLUSTERS.items():
                     rate = base * share * shape * (1.0 + (extra if key == "c0" else 0.0)) / slices
                     count = poisson(rng, rate)
-                    if count:
+                    if count and feed == "counts":
                         detector.observe_count(account=account, key=key, bucket_start=at, count=count)
                         detector.observe_count(account=account, key=None, bucket_start=at, count=count)
-            events.extend((e.account, e) for e in detector.tick(at + timedelta(seconds=60.0 / slices)))
+                    elif count:
+                        drawn.extend((lo + rng.random() * width, account, key) for _ in range(count))
+            for n, (second, account, key) in enumerate(sorted(drawn)):
+                when, who = START + timedelta(seconds=second), f"{minute}.{part}.{n}"  # every complaint a new author
+                if detector.observe(account=account, cluster_key=key, author=who, text=who, at=when, category="complaint"):
+                    events.extend((e.account, e) for e in detector.tick(when))
+            events.extend((e.account, e) for e in detector.tick(at + timedelta(seconds=width)))
     return [o for a in accounts for o in outages[a]], events
 
 
@@ -235,11 +250,23 @@ def print_ideal(seed: int, weeks: float, trials: int) -> None:
         print(f"  {budget:g}/week/series ({who}), decided {decided}, {rate_is}: " + ", ".join(cells), flush=True)
 
 
-def run_seed(job: tuple[int, int, int, DetectorSettings, float]) -> tuple[dict[tuple[float, float], list[float]],
-                                                                        dict[str, float]]:
+def print_rate_calibration(seed: int, weeks: float) -> None:
+    """How often the rate signal's CUSUM crosses h on calm Poisson traffic, per complaint, against exp(-h)."""
+    print(f"rate signal CUSUM (step x{STEP:g}) on calm Poisson traffic, {weeks:g} weeks at 1/min and at 5/min:")
+    for rate in (1.0, 5.0):
+        excursions = cusum_excursions(rate, STEP, weeks / rate, 0.0, random.Random(seed))
+        complaints = rate * 10080.0 * weeks / rate
+        for h in range(6, 12):
+            alarms = false_alarms_per_week(excursions, float(h), weeks / rate) * weeks / rate
+            print(f"  {rate:g}/min h={h}: {alarms:.0f} alarms in {complaints:.0f} complaints = "
+                  f"{alarms / complaints * math.exp(h):.2f} x exp(-h)", flush=True)
+
+
+def run_seed(job: tuple[int, int, int, DetectorSettings, float, str]) -> tuple[dict[tuple[float, float], list[float]],
+                                                                             dict[str, float]]:
     """Latencies per case and false alerts per account per week of one seed's simulation."""
-    weeks, seed, per_case, settings, tick = job
-    outages, events = simulate(weeks, seed, per_case, settings, tick)
+    weeks, seed, per_case, settings, tick, feed = job
+    outages, events = simulate(weeks, seed, per_case, settings, tick, feed)
     return latencies(outages, events), false_alerts(outages, events, weeks)
 
 
@@ -259,9 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ideal", action="store_true", help="print the ideal detector's latency bound and stop")
     parser.add_argument("--ideal-weeks", type=float, default=60.0, help="calm weeks simulated per --ideal cell")
     parser.add_argument("--ideal-trials", type=int, default=1000, help="outages per --ideal cell")
+    parser.add_argument("--feed", choices=("complaints", "counts"), default="complaints",
+                        help="complaints: each through Detector.observe at its instant (production; the rate signal "
+                             "decides at each); counts: one observe_count per cluster and slice (no rate signal)")
+    parser.add_argument("--rate-calibrate", action="store_true",
+                        help="print how often the rate signal's CUSUM crosses h on calm traffic, and stop")
     args = parser.parse_args(argv)
     if args.ideal:
         print_ideal(args.seed, args.ideal_weeks, args.ideal_trials)
+        return 0
+    if args.rate_calibrate:
+        print_rate_calibration(args.seed, 300.0)
         return 0
     started = time.perf_counter()
     settings = parse_settings(settings_overrides(args.set))
@@ -269,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tick must divide 60 seconds")
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be at least 1")
-    jobs = [(args.weeks, seed, args.per_case, settings, args.tick) for seed in range(args.seed, args.seed + args.seeds)]
+    jobs = [(args.weeks, seed, args.per_case, settings, args.tick, args.feed)
+            for seed in range(args.seed, args.seed + args.seeds)]
     if args.jobs > 1:
         with multiprocessing.Pool(min(args.jobs, len(jobs))) as pool:
             runs = pool.map(run_seed, jobs)
@@ -283,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}..{args.seed + args.seeds - 1} pooled"
     print(f"{args.weeks} weeks, {len(BASELINES)} accounts x {len(CLUSTERS)} clusters, {seeds}, "
           f"{args.seeds * len(BASELINES) * len(FACTORS) * args.per_case} outages of {OUTAGE_MINUTES} min; "
-          f"tick {args.tick:g}s; simulated in {elapsed:.0f}s; overrides: {args.set or 'none'}")
+          f"tick {args.tick:g}s; feed {args.feed}; simulated in {elapsed:.0f}s; overrides: {args.set or 'none'}")
     print("median minutes from outage start to alert (detected/total):")
     print("baseline/min " + "".join(f"{f:>14g}x" for f in FACTORS))
     for base in BASELINES:

@@ -3,6 +3,7 @@ and the alert router tells ops (PagerDuty, Slack, webhook, e-mail) in the manner
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -56,6 +57,8 @@ class OutageWatcher:
         self.policy: str | None = None
         self.rearm: Callable[[list[dict[str, Any]]], Any] | None = None
         self.auto = False
+        self.urgent = asyncio.Event()  # set when the detector decided at a complaint: `follow` ticks at once
+        self._ticking = asyncio.Lock()  # the scheduled tick and an urgent one never interleave
 
     def use_policy(self, book: policy_store.PolicyClocks, policy: str | None,
                    rearm: Callable[[list[dict[str, Any]]], Any] | None = None, *, auto: bool = False) -> None:
@@ -82,15 +85,31 @@ class OutageWatcher:
         for row in rows:
             if row.get("direction") != "in" or row.get("category") not in WATCHED:
                 continue
-            self.detector.observe(account=row["account"], cluster_key=row.get("cluster_key"), author=row["author_id"],
-                                  text=row["text"], at=row["created_at"], category=row["category"],
-                                  is_repost=bool(row.get("is_repost")))
+            if self.detector.observe(account=row["account"], cluster_key=row.get("cluster_key"), author=row["author_id"],
+                                     text=row["text"], at=row["created_at"], category=row["category"],
+                                     is_repost=bool(row.get("is_repost"))):
+                self.urgent.set()
             incident = self.open.get((row["account"], row.get("cluster_key"))) or self.open.get((row["account"], None))
             if incident is not None and row.get("conversation_id"):
                 self._pending_links.setdefault(incident["id"], set()).add(row["conversation_id"])
 
+    async def follow(self, now: Callable[[], datetime]) -> None:
+        """Tick as soon as the detector decides at a committed complaint, not at the next scheduled tick (until
+        cancelled; the leader runs it next to the scheduled tick)."""
+        while True:
+            await self.urgent.wait()
+            self.urgent.clear()
+            try:
+                await self.tick(now())
+            except Exception:
+                log.exception("outage tick after a rate signal failed; the scheduled tick opens the episode")
+
     async def tick(self, now: datetime) -> list[outage.EpisodeEvent]:
         """Close buckets up to `now`, act on the detector's episodes, deliver due alerts, save state."""
+        async with self._ticking:
+            return await self._tick(now)
+
+    async def _tick(self, now: datetime) -> list[outage.EpisodeEvent]:
         # incidents opened, merged or resolved by hand since the last tick: the store is the truth
         before = {row["id"]: row for row in self.open.values()}
         self.open = _slots(await store.open_incidents(self.engine))

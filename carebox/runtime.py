@@ -420,6 +420,7 @@ class LeasedWork:
         self.pipeline.on_clocks = scheduler.arm
         await scheduler.start()
         scheduler.every(OUTAGE_TICK_S, lambda: watcher.tick(self.now()), "outage:tick")
+        self.tasks["watcher:urgent"] = asyncio.create_task(watcher.follow(self.now), name="outage:urgent")
         from carebox.commands.report import digest_job
 
         digest = digest_job(self.settings, self.engine, self.now)
@@ -451,9 +452,10 @@ class LeasedWork:
         if self._observer is not None:
             with contextlib.suppress(ValueError):
                 self.pipeline.observers.remove(self._observer)
-        feed = self.tasks.pop("watcher:feed", None)
-        if feed is not None:
-            feed.cancel()
+        for name in ("watcher:feed", "watcher:urgent"):  # the detector's feed and its urgent ticks
+            task = self.tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
         log.warning("this process no longer leads the scheduler")
 
 
