@@ -88,8 +88,9 @@ def demo_document(args: argparse.Namespace) -> dict[str, Any]:
         "connectors": [connector],
         "policies": DEMO_POLICIES,
         "incidents": {"policy": "incident"},
-        # a fresh demo has no history: one calm minute (not the default hour) before an outage may alert
-        "outage": {"warmup": "1m"},
+        # a fresh demo has no history: three calm minutes (not the default hour) before an outage may alert; with one,
+        # the detector learnt its baseline from the minute the demo started in, part empty, and often alerted on noise
+        "outage": {"warmup": "3m"},
     }
     if args.pagerduty_url:
         doc["notifiers"] = [{"name": "demo-pagerduty", "type": "pagerduty", "routing_key_env": DEMO_PAGERDUTY_ENV,

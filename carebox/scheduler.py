@@ -20,7 +20,9 @@ from carebox.store import privacy as privacy_store
 
 log = logging.getLogger(__name__)
 SWEEP_ID = "sla:sweep"
-REREAD_EVENTS = 20_000  # SLA events each sweep reads again for late answers (a primary-key range: cheap)
+# SLA events each sweep reads again for late answers (a primary-key range: cheap), on PostgreSQL only: there a
+# transaction may commit an id lower than one already read; SQLite has one writer at a time, its ids commit in order
+REREAD_EVENTS = 20_000
 PURGE_ID = "privacy:purge"
 
 
@@ -41,7 +43,10 @@ class Scheduler:
         self.on_fired = on_fired
         self.aps = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Task[Any]] = set()
-        self._fulfils_seen = 0  # the last SLA event id read for answers that came after their due time
+        # the last SLA event id read for answers that came after their due time (None: ask the store, which keeps
+        # it across restarts, so the first sweep reads what was logged since instead of every event ever logged)
+        self._fulfils_seen: int | None = None
+        self._reread = REREAD_EVENTS if engine.dialect.name == "postgresql" else 0
 
     async def _tracked(self, job: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run a job so that `stop` can let it finish: a job cancelled inside a database call can leave
@@ -156,15 +161,27 @@ class Scheduler:
         answered after their due time before it was logged."""
         fired = await escalation.sweep(self.engine, self.book, self.now)
         try:
-            # read again the last ids already read: on PostgreSQL a transaction may commit an id lower than one seen
-            late, last = await store.answered_late(self.engine, max(0, self._fulfils_seen - REREAD_EVENTS))
-            if late:
-                fired += await escalation.when_unlocked(f"breaches of {len(late)} clock(s) answered late", lambda: (
-                    escalation.breach_answered_late(self.engine, self.book, [c["id"] for c in late])))
-            self._fulfils_seen = max(self._fulfils_seen, last)
+            fired += await self._breach_answered_late()
         except escalation.StillLocked:
             pass  # logged: the next sweep takes it from there (these answers are read again)
         if fired:
             log.info("SLA sweep fired %d missed event(s)", len(fired))
             if self.on_fired:
                 self.on_fired(fired)
+
+    async def _breach_answered_late(self) -> list[escalation.Fired]:
+        """Log the breaches hidden by answers that came in after their due time, from the SLA events logged since
+        the last sweep (or by the last process, across a restart); StillLocked when the breaches could not be
+        written (the next sweep reads these events again)."""
+        seen = self._fulfils_seen if self._fulfils_seen is not None else await store.late_answers_read(self.engine)
+        late, last = await store.answered_late(self.engine, max(0, seen - self._reread))
+        fired: list[escalation.Fired] = []
+        if late:
+            fired = await escalation.when_unlocked(f"breaches of {len(late)} clock(s) answered late", lambda: (
+                escalation.breach_answered_late(self.engine, self.book, [c["id"] for c in late])))
+        self._fulfils_seen = max(seen, last)
+        if last > seen:  # one try: when locked, the next sweep saves it (a restart before then reads these again)
+            with contextlib.suppress(escalation.StillLocked):
+                await escalation.when_unlocked("SLA sweep mark", lambda: store.save_late_answers_read(
+                    self.engine, last, self.now()), waits=())
+        return fired

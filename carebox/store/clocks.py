@@ -11,9 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carebox.models import CalendarVersion
 from carebox.store.engine import write_transaction
-from carebox.store.ingest import clock_t, conversation_t, event_t
+from carebox.store.ingest import (
+    clock_t,
+    conversation_t,
+    event_t,
+    load_cursor,
+    save_cursors,
+)
 
 calendar_version_t: sa.Table = CalendarVersion.__table__  # type: ignore[attr-defined]
+# a cursor row, not a connector's: the last SLA event id the sweep read for late answers, kept across restarts
+LATE_ANSWERS_READ = "sla-sweep:late-answers"
 
 
 async def running(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -55,6 +63,19 @@ async def answered_late(engine: AsyncEngine, after_event: int) -> tuple[list[dic
                    event_t.c.at > event_t.c.business_due, clock_t.c.breached_at.is_(None),
                    clock_t.c.paused_at.is_(None), clock_t.c.fulfilled_at > clock_t.c.business_due))
         return [dict(r._mapping) for r in rows], last
+
+
+async def late_answers_read(engine: AsyncEngine) -> int:
+    """The last SLA event id a sweep read for late answers, as the last process left it (0: none yet)."""
+    async with engine.connect() as conn:
+        value = await load_cursor(conn, LATE_ANSWERS_READ)
+    return int(value) if value else 0
+
+
+async def save_late_answers_read(engine: AsyncEngine, event_id: int, now: datetime) -> None:
+    """Remember the last SLA event id read for late answers, for the first sweep after a restart."""
+    async with write_transaction(engine) as conn:
+        await save_cursors(conn, {LATE_ANSWERS_READ: str(event_id)}, now)
 
 
 async def load_for_update(conn: AsyncConnection, clock_id: int) -> dict[str, Any] | None:

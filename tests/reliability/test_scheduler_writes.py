@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -215,3 +216,35 @@ async def test_a_restart_logs_once_the_breach_that_fell_due_while_down_when_a_la
     finally:
         await runner.cleanup()
         await engine.dispose()
+
+
+async def test_the_first_sweep_after_a_restart_reads_only_the_sla_events_logged_since_the_last_process_swept(
+        tmp_path, store, monkeypatch):
+    # reading every fulfil event ever logged made a large store's start slow; SQLite commits its ids in order, so
+    # nothing before the mark the last process kept is read again, and a late answer stored while down still counts
+    url, engine = store
+    pipeline, book = make_pipeline(_settings(tmp_path, url), engine)
+    answer_at = T0 + timedelta(hours=1, minutes=40)
+    await pipeline.ingest([IngestBatch("x", (_mention("1", T0),))], T0)
+    await pipeline.ingest([IngestBatch("x", (_mention("r1", answer_at, Direction.OUTBOUND, in_reply_to="1"),))], answer_at)
+    first = Scheduler(engine, book, lambda: T0 + timedelta(hours=2))
+    await first.start()
+    first.shutdown()
+    mark = await clock_store.late_answers_read(engine)
+    assert mark and [e["kind"] for e in await _events(engine)][-1] == "breach"
+    async with engine.begin() as conn:  # as if that breach had not been logged: a restart must not read that far back
+        await conn.execute(clock_store.clock_t.update().values(breached_at=None))
+    other = replace(_mention("2", T0), author_id="u2", author_handle="u2")  # another customer, answered while down
+    await pipeline.ingest([IngestBatch("x", (other,))], T0)
+    await pipeline.ingest([IngestBatch("x", (_mention("r2", answer_at, Direction.OUTBOUND, in_reply_to="2"),))], answer_at)
+    read_after = []
+    answered_late = clock_store.answered_late
+    monkeypatch.setattr(clock_store, "answered_late", lambda e, after: read_after.append(after) or answered_late(e, after))
+    fired = []
+    second = Scheduler(engine, book, lambda: T0 + timedelta(hours=2), on_fired=fired.extend)
+    await second.start()
+    second.shutdown()
+    assert read_after == [mark]
+    [(kind, conversation_id)] = [(f.kind, f.conversation_id) for f in fired]
+    assert kind == "breach" and conversation_id != (await _events(engine))[0]["conversation_id"]
+    assert await clock_store.late_answers_read(engine) > mark
