@@ -98,7 +98,7 @@ async def save_user(request: web.Request) -> web.StreamResponse:
 async def connectors(request: web.Request) -> web.Response:
     """GET /admin/connectors (admin): each connector's network, account and health."""
     auth.require(request, "admin")
-    rows = [{"name": name, "type": type(c).__name__, "network": c.network, "account": c.account,
+    rows = [{"name": name, "type": type(c).__name__.removesuffix("Connector"), "network": c.network, "account": c.account,
              "last_error": getattr(c, "last_error", None), "last_ok_at": getattr(c, "last_ok_at", None)}
             for name, c in sorted(request.app[connectors_key].items())]
     return await _render(request, "admin_connectors.html", {"connectors": rows})

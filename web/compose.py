@@ -24,7 +24,7 @@ from web.keys import (
 )
 from web.live import LiveEvent, announce
 from web.reply_kinds import chosen_kind, connector_for, reply_kinds
-from web.views import conversation_context, number
+from web.views import after_done, conversation_context, number
 
 log = logging.getLogger(__name__)
 
@@ -83,4 +83,4 @@ async def reply(request: web.Request) -> web.StreamResponse:
     if form.get("resolve"):
         await actions.set_status(app[engine_key], conversation_id, Status.RESOLVED, user["id"], app[now_key]())
         announce(app, LiveEvent("status", conversation_id, {"status": "resolved", "by": user["id"]}))
-    raise web.HTTPSeeOther(_next(form))
+    raise web.HTTPSeeOther(after_done(_next(form), "replied-resolved" if form.get("resolve") else "replied", conversation_id))

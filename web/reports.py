@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +19,10 @@ from carebox.escalation import settings_with_edits
 from carebox.reports_charts import heatmap_svg, trend_svg
 from carebox.reports_whatif import compare, configured_scenario, outcome_row, scenarios
 from carebox.store import actions, reporting
+from web import i18n
 from web.auth import csrf_token
+from web.display_names import network_name
+from web.i18n import gettext as _
 from web.keys import engine_key, now_key, settings_key, user_key
 
 ROLES = ("manager", "admin")
@@ -84,9 +87,37 @@ async def report_page(request: web.Request) -> dict[str, Any]:
         "week_svg": trend_svg(report.weekly, "Median first response per week", link=link("answered") + "&week="),
         "heatmap_svg": heatmap_svg(report.heatmap, link=link("all") + "&how="),
         "week_numbers": [reports.day_number(p.start) for p in report.weekly],
+        "week_labels": [_day(p.start) for p in report.weekly], "dimension_names": _dimension_names(),
+        "group_label": group_label,
         "whatif": whatif, "export_qs": urlencode({k: v for k, v in request.query.items() if k in (*SCOPE_PARAMS, "by")}),
         "csrf": await csrf_token(request),
     }
+
+
+DRILL_TITLES = {"all": "All conversations", "answered": "Answered conversations",
+                "unanswered": "Unanswered conversations", "met": "Conversations that met their SLA",
+                "breached": "Conversations that breached their SLA",
+                "late": "Conversations answered after the customer's expectation",
+                "off_hours": "Conversations opened outside service hours", "incident": "Conversations in an incident",
+                "resolved": "Resolved conversations"}
+DIMENSION_NAMES = {"account": "Account", "network": "Network", "agent": "Agent", "priority": "Priority",
+                   "category": "Category", "language": "Language"}
+
+
+def group_label(key: str, by: str) -> str:
+    """A breakdown group as people read it: a network's own name, a category or "(unassigned)" translated."""
+    if by == "network":
+        return network_name(key)
+    return _(key) if by == "category" or key == reporting.UNASSIGNED else key
+
+
+def _dimension_names() -> dict[str, str]:
+    return {d: _(DIMENSION_NAMES.get(d, d)) for d in reports.DIMENSIONS}
+
+
+def _day(day: date) -> str:
+    """A calendar day as the reader writes it ("16 Nov 2026", "16 nov. 2026")."""
+    return i18n.local(datetime.combine(day, time(12), i18n.CURRENT.get().zone()), "day")
 
 
 async def _whatif(request: web.Request, engine: Any, scope: reporting.Scope) -> list[dict[str, Any]]:
@@ -125,8 +156,10 @@ async def drill(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text=f"metric must be one of {', '.join(reporting.DRILL_METRICS)}")
     extra = {k: v for k in ("day", "week", "how") if (v := _int_param(request, k)) is not None}
     rows = await reporting.drill(request.app[engine_key], _scope(request, rs, where), rs, metric, extra, rs.drill_limit)
-    return {"rows": rows, "metric": metric, "where": where, "extra": extra, "limit": rs.drill_limit,
-            "day_label": {k: reports.local_day(v).isoformat() for k, v in extra.items() if k in ("day", "week")},
+    names = _dimension_names()
+    return {"rows": rows, "metric": _(DRILL_TITLES[metric]), "unassigned": reporting.UNASSIGNED, "where": {names[k]: v for k, v in where.items()},
+            "extra": extra, "limit": rs.drill_limit,
+            "day_label": {k: _day(reports.local_day(v)) for k, v in extra.items() if k in ("day", "week")},
             "csrf": await csrf_token(request)}
 
 

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import admin, admin_sla, api, auth, compose, incidents, live, me, ops, views
+from web import (
+    admin,
+    admin_sla,
+    api,
+    auth,
+    compose,
+    display_names,
+    incidents,
+    live,
+    me,
+    ops,
+    views,
+)
 
 
 def add_routes(app: web.Application) -> None:
     """Register pages, actions, live updates, admin pages and the JSON API."""
+    display_names.setup(app)
     r = app.router
     r.add_get("/login", auth.login_form)
     r.add_post("/login", auth.login)

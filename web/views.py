@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp_jinja2
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from carebox.errors import NotFound
 from carebox.models import MAX_ROW_ID
@@ -20,6 +21,7 @@ from carebox.ports import Status
 from carebox.store import actions, queries
 from web import explain
 from web.auth import csrf_token, has_role
+from web.display_names import network_name
 from web.i18n import duration, local
 from web.i18n import gettext as _
 from web.keys import (
@@ -132,7 +134,24 @@ async def inbox(request: web.Request) -> dict[str, Any]:
     kept = {k: request.query[k] for k in FILTERS if request.query.get(k)}
     return {"view": view, "rows": rows, "counts": counts, "next_cursor": page.next_cursor, "filters": kept,
             "first_page": not request.query.get("after"), "users": page.users,
-            "csrf": await csrf_token(request)}
+            "csrf": await csrf_token(request), **_done_notice(request)}
+
+
+DONE = {"replied": "Reply sent on conversation %(id)s.", "resolved": "Conversation %(id)s resolved.",
+        "replied-resolved": "Reply sent and conversation %(id)s resolved."}
+
+
+def after_done(target: str, done: str, conversation_id: int) -> str:
+    """`target` (a local path) with what was just done, for the next page to confirm it."""
+    return str(URL(target).update_query(done=done, done_id=conversation_id))
+
+
+def _done_notice(request: web.Request) -> dict[str, Any]:
+    """The confirmation of what the agent just did on a conversation, from `after_done`."""
+    done, done_id = DONE.get(request.query.get("done", "")), request.query.get("done_id", "")
+    if done is None or not done_id.isdigit():
+        return {"notice": None}
+    return {"notice": _(done) % {"id": done_id}, "notice_id": int(done_id)}
 
 
 CATEGORIES = ("outage", "complaint", "question", "praise", "spam", "other")
@@ -146,6 +165,7 @@ class Row:
     id: int
     state: str
     network: str
+    network_name: str
     account: str
     handle: str
     snippet: str
@@ -177,7 +197,8 @@ def inbox_rows(rows: list[dict[str, Any]], book: Any, now: datetime) -> list[Row
         meta = categories.get(r["category"], r["category"]) + (f" · {r['cluster_key']}" if r.get("cluster_key") else "")
         sentiment = r["sentiment_last"]
         out.append(Row(
-            id=r["id"], state=clock.state, network=r["network"], account=r["account"],
+            id=r["id"], state=clock.state, network=r["network"], network_name=network_name(r["network"]),
+            account=r["account"],
             handle=r["customer_handle"] or "?", snippet=r["snippet"],
             meta=f"{meta} · {r['message_count']} {msg} · {local(r['last_message_at'])}", incident_id=r["incident_id"],
             tags=orjson.loads(r["tags"]) if r["tags"] and r["tags"] != "[]" else [], priority=r["priority"],
@@ -317,7 +338,8 @@ async def status(request: web.Request) -> web.StreamResponse:
     if changed and rearm is not None:
         rearm(changed)  # resumed clocks have new due times: the scheduler plans them again
     announce(request.app, LiveEvent("status", conversation_id, {"status": new.value, "by": request[user_key]["id"]}))
-    raise web.HTTPSeeOther("/" if new is Status.RESOLVED else f"/conversations/{conversation_id}")
+    raise web.HTTPSeeOther(after_done("/", "resolved", conversation_id) if new is Status.RESOLVED
+                           else f"/conversations/{conversation_id}")
 
 
 async def note(request: web.Request) -> web.StreamResponse:

@@ -39,7 +39,8 @@ async def test_agent_takes_a_conversation_with_the_keyboard_and_answers_with_a_c
     text = await page.input_value("#reply-text")
     assert "Camille" in text and "{customer_name}" not in text
     await page.click("form.composer button[type=submit]:not([name])")
-    await page.wait_for_url(f"{base}/")
+    await page.wait_for_url(f"{base}/?done=replied&done_id={first}")
+    assert await page.inner_text(".notice") == f"Reply sent on conversation {first}. Open it"
     assert await page.locator(f'tr[data-id="{first}"]').count() == 0  # answered: it left the awaiting view
     [sent] = server.app[_connectors()]["sim"].posted
     assert sent.text == text
@@ -74,13 +75,13 @@ async def test_the_reply_is_held_when_another_agent_answered_first(server, brows
     await a.wait_for_selector("#presence span", timeout=5000)  # camille sees noah viewing
     await b.fill("#reply-text", "We are on it!")
     await b.click("form.composer button[type=submit]:not([name])")
-    await b.wait_for_url(f"{base}/")
+    await b.wait_for_url(f"{base}/?done=replied&done_id=1")
     await a.fill("#reply-text", "Looking into it")
     await a.click("form.composer button[type=submit]:not([name])")
     await a.wait_for_selector(".hold", timeout=5000)
     assert "We are on it!" in await a.inner_text(".hold")
     await a.click("[data-send-anyway]")
-    await a.wait_for_url(f"{base}/")
+    await a.wait_for_url(f"{base}/?done=replied&done_id=1")
 
 
 async def test_the_interface_renders_in_french(server, browser):

@@ -151,4 +151,4 @@ async def test_the_interface_speaks_french_by_choice_or_by_browser(client, menti
     inbox = await (await client.get("/", headers={"Accept-Language": "en"})).text()
     assert "En attente de réponse" in inbox and "Boîte de réception" in inbox
     page = await (await client.get("/conversations/1")).text()
-    assert "Répondre publiquement sur x" in page and "caractères restants" in page
+    assert "Répondre publiquement sur X" in page and "caractères restants" in page

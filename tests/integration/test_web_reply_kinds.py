@@ -66,7 +66,7 @@ async def test_a_private_message_is_answered_privately_with_no_choice(client, me
     await _ingest(client, mention, public=False)
     await _login(client)
     page = await (await client.get("/conversations/1")).text()
-    assert 'name="kind"' not in page and "Reply privately on x" in page
+    assert 'name="kind"' not in page and "Reply privately on X" in page
     token = await _csrf(client, "/conversations/1")
     refused = await client.post("/conversations/1/reply", data={"text": "In public!", "kind": "public", "csrf": token})
     text = await refused.text()
@@ -80,7 +80,7 @@ async def test_a_network_with_one_kind_of_reply_shows_no_choice(client, mention)
     await _ingest(client, mention)
     await _login(client)
     page = await (await client.get("/conversations/1")).text()
-    assert 'name="kind"' not in page and "Reply publicly on x" in page
+    assert 'name="kind"' not in page and "Reply publicly on X" in page
     token = await _csrf(client, "/conversations/1")
     refused = await client.post("/conversations/1/reply", data={"text": "psst", "kind": "private", "csrf": token})
     assert refused.status == 400 and client.server.app[connectors_key]["sim"].posted == []
