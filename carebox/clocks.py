@@ -84,13 +84,16 @@ class ClockBook:
             policy = self._policies[facts] = self.settings.match_policy(facts)
         return policy
 
-    def _calendar(self, policy_name: str | None) -> tuple[Calendar, sla.Target | None]:
+    def _running_target(self, conversation: Mapping[str, Any]) -> tuple[Calendar, sla.Target | None]:
+        """The calendar and target of the clock behind the row's due time: the first response until it is
+        answered, then the next response. (24/7, None) when the policy sets no such target (or is gone): that
+        clock is the customer expectation alone, planned on the wall clock by `start`."""
+        kind = FIRST if conversation.get("first_response_at") is None else NEXT
         try:
-            policy = self.settings.policy(policy_name or "")
+            target = self.settings.policy(conversation.get("policy") or "").target(kind)
         except KeyError:
             return ALWAYS_OPEN, None
-        target = policy.target(FIRST)
-        return (self.settings.calendar_for(target) if target else ALWAYS_OPEN), target
+        return (ALWAYS_OPEN, None) if target is None else (self.settings.calendar_for(target), target)
 
     def start(self, target: str, conversation: Mapping[str, Any], started_at: datetime) -> ClockPlan:
         """Plan a clock (first or next response) started by a customer message at `started_at`: business
@@ -197,20 +200,22 @@ class ClockBook:
         return sla.counts_as_response(self.settings.response_rule(mention.network), kind, FIRST)
 
     def view(self, conversation: Mapping[str, Any], now: datetime) -> ClockView:
-        """Business time left (negative when overdue) and the customer's wait on the wall clock."""
+        """Time left on the running clock's calendar (negative when overdue) and the customer's wait on the wall
+        clock. A clock without a contract target (the customer expectation alone) is "late", never "breached"."""
         due = conversation.get("due_business")
         waiting_since = conversation.get("last_inbound_at")
         if conversation.get("status") == "pending":
             return ClockView(None, None, "paused")
         if due is None:
             return ClockView(None, None, "answered")
-        cal, target = self._calendar(conversation.get("policy"))
+        cal, target = self._running_target(conversation)
         left = business_seconds(cal, now, due) if now < due else -business_seconds(cal, due, now)
         if now >= due and left == 0:
             left = -1.0
         waited = (now - waiting_since).total_seconds() if waiting_since else None
         lead = target.warn_lead() if target else None
-        state = "breached" if left < 0 else "warning" if lead is not None and left <= lead else "running"
+        breached = left < 0 and target is not None  # without a contract target only the customer's hour is missed
+        state = "breached" if breached else "warning" if lead is not None and left <= lead else "running"
         if state == "running" and conversation.get("due_wall") and now >= conversation["due_wall"]:
             state = "late"  # within the contract, but past the hour the customer expects
         return ClockView(left, waited, state)

@@ -32,6 +32,7 @@ from carebox.sla_policy import (
     ConversationFacts,
     MatchReason,
     SlaSettings,
+    TargetKind,
     policy_match,
 )
 
@@ -204,6 +205,25 @@ def explain_lines(
     ))
     lines += _customer_lines(settings, clock, state)
     return lines
+
+
+def expectation_only_lines(settings: SlaSettings, policy: str, kind: str, started_at: datetime,
+                           due: datetime) -> list[Line] | None:
+    """Why a stored clock of a policy that sets no `kind` target is due when it is: it is the customer expectation
+    alone, on the wall clock (`ClockBook.start`). None when the policy is gone or does set that target."""
+    try:
+        target = settings.policy(policy).target(TargetKind(kind))
+    except (KeyError, ValueError):
+        return None
+    if target is not None:
+        return None
+    return [
+        Line("policy '%(policy)s' sets no %(kind)s target: only the customer expectation (%(length)s, 24/7) runs",
+             {"policy": policy, "kind": TargetKind(kind), "length": Duration(settings.customer_expectation_s)}),
+        Line("clock started %(at)s (the customer's message)", {"at": started_at}),
+        Line("customer expectation due %(due)s; without a contract target it neither warns nor breaches",
+             {"due": due}),
+    ]
 
 
 def _policy_lines(settings: SlaSettings, clock: Clock, facts: ConversationFacts | None) -> list[Line]:

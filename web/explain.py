@@ -101,6 +101,11 @@ def why_lines(settings: sla.SlaSettings, conv: Mapping[str, Any], now: datetime)
     lines: list[Markup] = []
     for row in conv.get("clocks", []):
         clock = _clock(settings, row)
+        alone = None if clock else sla_explain.expectation_only_lines(settings, row["policy"], row["target"],
+                                                                      row["started_at"], row["business_due"])
+        if alone is not None:  # the policy sets no such target: the customer expectation runs alone
+            lines += [_line(line.template, line.values) for line in alone]
+            continue
         if clock is None:
             lines.append(_line("Clock %(target)s: policy %(policy)s is no longer configured; due %(due)s as planned.",
                                {"target": _(row["target"]), "policy": row["policy"], "due": row["business_due"]}))
