@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20_000, help="mentions in the full-speed runs")
     parser.add_argument("--steady-n", type=int, default=10_000, help="mentions in the steady runs")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady arrival rate, mentions/s")
-    parser.add_argument("--batch", type=int, default=500, help="pipeline batch size (mentions per transaction)")
+    parser.add_argument("--batch", type=int, default=config.PipelineSettings().batch_size,
+                        help="pipeline batch size (mentions per transaction; default: the config's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="triage pool workers (default: the config's triage_workers; 0 skips the pooled runs)")
     parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument text profile of the full-speed run")

@@ -36,7 +36,7 @@ class WebSettings:
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
     quiet_gap_s: float = 24 * 3600.0
-    batch_size: int = 500
+    batch_size: int = 2000
     batch_wait_s: float = 0.05
     max_pending_batches: int = 64
     triage_workers: int = 0  # parse() resolves the default "auto": one per CPU but one, 0 on one CPU
@@ -119,7 +119,7 @@ def _networks(value: Any, key: str) -> tuple[ipaddress.IPv4Network | ipaddress.I
 
 def _pipeline(doc: Mapping[str, Any]) -> PipelineSettings:
     t = _table(doc, "pipeline")
-    batch_size = _typed(t, "pipeline", "batch_size", int, 500)
+    batch_size = _typed(t, "pipeline", "batch_size", int, 2000)
     if batch_size < 1:
         raise ConfigError("pipeline.batch_size", "a positive integer")
     pending = _typed(t, "pipeline", "max_pending_batches", int, 64)
