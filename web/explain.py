@@ -14,8 +14,8 @@ from markupsafe import Markup, escape
 
 from carebox import sla, sla_explain
 from web import i18n
+from web.display_names import target_name
 from web.i18n import gettext as _
-from web.sla_forms import kind_names
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def event_lines(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _event_line(event: Mapping[str, Any]) -> Markup:
-    target = kind_names().get(event["target"], event["target"])
+    target = target_name(event["target"])
     due = event.get("business_due")
     values = {"target": target, "due": _near(due, event["at"]) if due else "—", "detail": event.get("detail") or "",
               "expected": _near(event["wall_due"], event["at"]) if event.get("wall_due") else "—",

@@ -21,7 +21,6 @@ from carebox.ports import Status
 from carebox.store import actions, queries
 from web import explain
 from web.auth import csrf_token, has_role
-from web.display_names import network_name
 from web.i18n import duration, local
 from web.i18n import gettext as _
 from web.keys import (
@@ -165,7 +164,6 @@ class Row:
     id: int
     state: str
     network: str
-    network_name: str
     account: str
     handle: str
     snippet: str
@@ -197,8 +195,7 @@ def inbox_rows(rows: list[dict[str, Any]], book: Any, now: datetime) -> list[Row
         meta = categories.get(r["category"], r["category"]) + (f" · {r['cluster_key']}" if r.get("cluster_key") else "")
         sentiment = r["sentiment_last"]
         out.append(Row(
-            id=r["id"], state=clock.state, network=r["network"], network_name=network_name(r["network"]),
-            account=r["account"],
+            id=r["id"], state=clock.state, network=r["network"], account=r["account"],
             handle=r["customer_handle"] or "?", snippet=r["snippet"],
             meta=f"{meta} · {r['message_count']} {msg} · {local(r['last_message_at'])}", incident_id=r["incident_id"],
             tags=orjson.loads(r["tags"]) if r["tags"] and r["tags"] != "[]" else [], priority=r["priority"],
