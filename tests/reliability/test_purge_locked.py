@@ -23,6 +23,7 @@ from carebox.store import queries
 from carebox.store.engine import make_engine
 from carebox.store.migrate import upgrade
 from tests.conftest import at
+from tests.reliability.held_lock import HeldLock
 
 pytestmark = pytest.mark.sqlite_only
 NOW = at("2026-11-22T03:00:00+00:00")
@@ -55,18 +56,6 @@ def _mentions():
     return (make("1", "bob", "bill is wrong 0612345678", "2026-09-01T09:00:00+00:00"),
             make("2", "carol", "parcel lost", "2026-09-03T09:00:00+00:00"),
             make("3", "alice", "my fibre is down", "2026-11-21T09:00:00+00:00"))
-
-
-class HeldLock:
-    """Another connection holding SQLite's write lock (BEGIN IMMEDIATE) until released."""
-
-    def __init__(self, path):
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self):
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
 
 
 async def _audit(engine, action: str) -> list[dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +22,7 @@ from carebox.store import queries
 from carebox.store.engine import make_engine
 from carebox.store.migrate import upgrade
 from connectors.social.jsonl import parse_mention
+from tests.reliability.held_lock import HeldLock
 
 pytestmark = pytest.mark.sqlite_only
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -60,18 +60,6 @@ async def _events(engine):
     async with engine.connect() as conn:
         rows = await conn.execute(sa.select(queries.sla_event).order_by(queries.sla_event.c.id))
         return [dict(r._mapping) for r in rows]
-
-
-class HeldLock:
-    """Another connection holding SQLite's write lock (BEGIN IMMEDIATE) until released."""
-
-    def __init__(self, path):
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self):
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
 
 
 async def _until(check, timeout=10.0):
